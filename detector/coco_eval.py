@@ -1,0 +1,85 @@
+"""COCO metrics with pycocotools: mAP@[.5:.95], AP50, AP75, per-class AP. Torch-free."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detector.dataset import DetectionDataset
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    image_id: int
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2 in the image's pixels
+    scores: np.ndarray  # [N]
+    labels: np.ndarray  # [N] contiguous labels, 1..num_classes
+
+
+def to_coco_results(dataset: DetectionDataset, detections: list[ImageDetections]) -> list[dict[str, Any]]:
+    """COCO results format (what CVAT / Label Studio import as pre-annotations)."""
+    results = []
+    for det in detections:
+        for (x1, y1, x2, y2), score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist()):
+            results.append({
+                "image_id": det.image_id,
+                "category_id": dataset.category_ids[int(label) - 1],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(score), 5),
+            })
+    return results
+
+
+def _class_ap(precision: np.ndarray, class_index: int, iou_index: int | None = None) -> float | None:
+    # precision: [T iou, R recall, K class, A area, M maxdets]; area "all", maxDets 100
+    p = precision[:, :, class_index, 0, -1] if iou_index is None else precision[iou_index, :, class_index, 0, -1]
+    valid = p[p > -1]
+    return float(valid.mean()) if valid.size else None
+
+
+def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetections]) -> dict[str, Any]:
+    """Evaluate against the dataset's boxes. A model that outputs nothing is flagged, not scored 0 silently."""
+    results = to_coco_results(dataset, detections)
+    metrics: dict[str, Any] = {
+        "images": len(dataset.images),
+        "detections": len(results),
+    }
+    if not results:
+        metrics.update(map=0.0, ap50=0.0, ap75=0.0, per_class_ap={n: 0.0 for n in dataset.class_names},
+                       per_class_ap50={n: 0.0 for n in dataset.class_names},
+                       warning="the model produced no detections above the score threshold")
+        return metrics
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dataset.to_coco()
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator.params.imgIds = [im.id for im in dataset.images]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = evaluator.stats
+    precision = evaluator.eval["precision"]
+    cat_index = {cid: i for i, cid in enumerate(evaluator.params.catIds)}
+    per_class, per_class50 = {}, {}
+    for name, cid in zip(dataset.class_names, dataset.category_ids):
+        index = cat_index.get(cid)
+        ap = _class_ap(precision, index) if index is not None else None
+        ap50 = _class_ap(precision, index, 0) if index is not None else None
+        per_class[name] = ap  # None: no ground truth of this class in the set
+        per_class50[name] = ap50
+    metrics.update(
+        map=max(float(stats[0]), 0.0),
+        ap50=max(float(stats[1]), 0.0),
+        ap75=max(float(stats[2]), 0.0),
+        per_class_ap=per_class,
+        per_class_ap50=per_class50,
+    )
+    return metrics

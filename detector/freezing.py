@@ -1,0 +1,53 @@
+"""Which parts of a detector train: backbone stages (torchvision's `trainable_backbone_layers`), FPN, heads."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from detector.architectures import Architecture
+
+
+def backbone_stages(model: nn.Module, arch: Architecture) -> list[list[nn.Module]]:
+    """The backbone body split into stages, bottom (generic edges) to top (object parts)."""
+    body = model.backbone.body
+    if arch.family == "resnet":
+        return [[body.conv1, body.bn1], [body.layer1], [body.layer2], [body.layer3], [body.layer4]]
+    blocks = list(body.children())
+    starts = [0] + [i for i, b in enumerate(blocks) if getattr(b, "_is_cn", False)] + [len(blocks) - 1]
+    ends = starts[1:] + [len(blocks)]
+    return [blocks[s:e] for s, e in zip(starts, ends)]
+
+
+def _set(modules: list[nn.Module], trainable: bool) -> None:
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(trainable)
+
+
+def configure_trainable(
+    model: nn.Module,
+    arch: Architecture,
+    backbone_layers: int,
+    train_fpn: bool,
+    train_rpn: bool = True,
+    train_box_head: bool = True,
+) -> None:
+    """Freeze or unfreeze in place; the box predictor always trains.
+
+    `backbone_layers` counts stages from the top, as torchvision does (0 = whole body frozen).
+    """
+    stages = backbone_stages(model, arch)
+    if not 0 <= backbone_layers <= len(stages):
+        raise ValueError(f"trainable backbone layers for {arch.name} must be in [0, {len(stages)}], "
+                         f"got {backbone_layers}")
+    _set([model.backbone.body], False)
+    if backbone_layers:
+        _set([m for stage in stages[-backbone_layers:] for m in stage], True)
+    _set([model.backbone.fpn], train_fpn)
+    _set([model.rpn], train_rpn)
+    _set([model.roi_heads.box_head], train_box_head)
+    _set([model.roi_heads.box_predictor], True)
+
+
+def backbone_parameter_names(model: nn.Module) -> set[str]:
+    return {name for name, _ in model.named_parameters() if name.startswith("backbone.")}

@@ -1,0 +1,105 @@
+"""Transfer-learning strategy: which layers train in which stage, for how long, and why."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.architectures import Architecture
+from detector.config import TrainConfig
+
+
+@dataclass
+class Stage:
+    name: str  # "feature-extraction" or "fine-tuning"
+    epochs: int
+    backbone_layers: int  # trainable backbone stages, counted from the top
+    train_fpn: bool
+    lr: float
+    train_rpn: bool = True
+    train_box_head: bool = True
+
+
+@dataclass
+class StrategyDecision:
+    requested: str
+    strategy: str  # the manual strategy applied
+    stages: list[Stage]
+    reasons: list[str] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StrategyDecision":
+        return cls(**{**data, "stages": [Stage(**s) for s in data["stages"]]})
+
+
+def _feature_extraction(config: TrainConfig, epochs: int) -> Stage:
+    return Stage("feature-extraction", epochs, 0, False, config.lr,
+                 config.stage1_train_rpn, config.stage1_train_box_head)
+
+
+def _fine_tuning(config: TrainConfig, epochs: int, layers: int, lr: float) -> Stage:
+    return Stage("fine-tuning", epochs, layers, True, lr)
+
+
+def manual_plan(config: TrainConfig, arch: Architecture, strategy: str,
+                stage2_layers: int | None = None, stage1_epochs: int | None = None,
+                stage2_epochs: int | None = None) -> list[Stage]:
+    s1 = config.stage1_epochs if stage1_epochs is None else stage1_epochs
+    s2 = config.stage2_epochs if stage2_epochs is None else stage2_epochs
+    layers = stage2_layers if stage2_layers is not None else (
+        config.trainable_backbone_layers if config.trainable_backbone_layers is not None
+        else arch.default_trainable_layers)
+    if strategy == "head-only":
+        return [_feature_extraction(config, s1 + s2)]
+    if strategy == "full":
+        return [_fine_tuning(config, s1 + s2, arch.num_backbone_stages, config.lr)]
+    if strategy == "two-stage":
+        stages = [_feature_extraction(config, s1)] if s1 else []
+        if s2:
+            stages.append(_fine_tuning(config, s2, layers, config.lr * config.stage2_lr_factor))
+        return stages
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def decide_auto(config: TrainConfig, arch: Architecture, num_train_images: int,
+                similarity: float, similarity_source: str) -> StrategyDecision:
+    """The four textbook cases, by dataset size and similarity to the pretraining photos."""
+    large = num_train_images >= config.auto_size_threshold
+    similar = similarity >= config.auto_similarity_threshold
+    size_reason = (f"{num_train_images} training images {'>=' if large else '<'} "
+                   f"threshold {config.auto_size_threshold}: {'large' if large else 'small'}")
+    sim_reason = (f"similarity to the pretraining data {similarity:.3f} ({similarity_source}) "
+                  f"{'>=' if similar else '<'} threshold {config.auto_similarity_threshold}: "
+                  f"{'similar' if similar else 'different'}")
+    measurements = {"train_images": num_train_images, "large": large, "similarity": similarity,
+                    "similarity_source": similarity_source, "similar": similar}
+    total = config.stage1_epochs + config.stage2_epochs
+    if not large and similar:
+        strategy, stages = "head-only", manual_plan(config, arch, "head-only")
+        why = "small and similar: keep the pretrained network frozen and train the new head"
+    elif not large:
+        strategy = "two-stage"
+        stages = manual_plan(config, arch, "two-stage", stage2_layers=max(1, arch.num_backbone_stages - 2))
+        why = "small and different: keep only the early, generic backbone stages frozen and train the rest"
+    elif similar:
+        strategy = "two-stage"
+        s1 = min(1, config.stage1_epochs)
+        stages = manual_plan(config, arch, "two-stage", stage2_layers=arch.num_backbone_stages,
+                             stage1_epochs=s1, stage2_epochs=total - s1)
+        why = "large and similar: fine-tune the whole network from the pretrained weights (short head warm-up)"
+    else:
+        strategy = "two-stage"
+        stages = manual_plan(config, arch, "two-stage", stage2_layers=arch.num_backbone_stages,
+                             stage2_epochs=max(1, round(config.stage2_epochs * 1.5)))
+        why = "large and different: fine-tune everything from the pretrained weights, for longer"
+    return StrategyDecision("auto", strategy, stages, [size_reason, sim_reason, why], measurements)
+
+
+def manual_decision(config: TrainConfig, arch: Architecture) -> StrategyDecision:
+    return StrategyDecision(config.strategy, config.strategy, manual_plan(config, arch, config.strategy),
+                            [f"strategy {config.strategy!r} chosen by the user"])
