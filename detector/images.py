@@ -9,6 +9,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -96,33 +97,44 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(
+def decode_upright(
     data: bytes | str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     source: str | None = None,
-    draft_size: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """Decode to an upright HxWx3 uint8 RGB array.
+    draft_for: Callable[[ImageSize], tuple[int, int] | None] | None = None,
+) -> tuple[np.ndarray, ImageSize]:
+    """Decode to an upright HxWx3 uint8 RGB array; also returns the full upright size.
 
-    `draft_size` lets JPEG decoding skip detail the caller will throw away (DCT scaling):
-    the result is then at least that size in each dimension but may be smaller than the file.
+    `draft_for(upright size)` may return the (upright width, height) the caller needs, so JPEG decoding
+    skips detail that would be thrown away (DCT scaling): the array is then at least that large in each
+    dimension but may be smaller than the file, whose size the returned ImageSize keeps.
     """
     source = source or (str(data) if isinstance(data, (str, os.PathLike)) else "image")
     image = _open(data, source)
     try:
-        _check_pixels(_upright_size(image), max_pixels, source)
-        if draft_size is not None and image.format == "JPEG":
-            stored = draft_size if _upright_size(image).width == image.size[0] else draft_size[::-1]
-            image.draft("RGB", stored)
+        size = _upright_size(image)
+        _check_pixels(size, max_pixels, source)
+        wanted = draft_for(size) if draft_for is not None and image.format == "JPEG" else None
+        if wanted is not None:
+            image.draft("RGB", wanted if size.width == image.size[0] else wanted[::-1])
         image.load()
         image = ImageOps.exif_transpose(image)
-        return np.asarray(_to_rgb(image))
+        return np.asarray(_to_rgb(image)), size
     except ImageDecodeError:
         raise
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(source, f"corrupt or truncated image data ({exc})") from None
     finally:
         image.close()
+
+
+def decode_image(
+    data: bytes | str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    source: str | None = None,
+    draft_for: Callable[[ImageSize], tuple[int, int] | None] | None = None,
+) -> np.ndarray:
+    return decode_upright(data, max_pixels, source, draft_for)[0]
 
 
 def resolve_inside(root: Path, file_name: str) -> Path:

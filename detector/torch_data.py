@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from detector.dataset import DetectionDataset
-from detector.images import DEFAULT_MAX_PIXELS, decode_image
+from detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_image
 
 
 def shrink_to_fit(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
@@ -26,6 +26,8 @@ def shrink_to_fit(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, 
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
+    if not image.flags.writeable:  # arrays viewed from Pillow are read-only
+        image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -50,13 +52,13 @@ class TorchDetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset.images)
 
+    def _draft_size(self, size: ImageSize) -> tuple[int, int] | None:
+        factor = self.max_side / max(size.width, size.height) if self.max_side else 1.0
+        return (math.ceil(size.width * factor), math.ceil(size.height * factor)) if factor < 1 else None
+
     def __getitem__(self, index: int):
         record = self.dataset.images[index]
-        draft = None
-        if self.max_side:
-            factor = self.max_side / max(record.width, record.height)
-            draft = (math.ceil(record.width * factor), math.ceil(record.height * factor)) if factor < 1 else None
-        image = decode_image(record.path, self.max_pixels, draft_size=draft)
+        image = decode_image(record.path, self.max_pixels, draft_for=self._draft_size)
         scale_x, scale_y = image.shape[1] / record.width, image.shape[0] / record.height
         image, shrink = shrink_to_fit(image, self.max_side)
         boxes = [b for b in self.dataset.boxes(record.id) if not b.iscrowd]

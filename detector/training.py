@@ -69,6 +69,7 @@ def network_kwargs(config: TrainConfig, arch: Architecture) -> dict[str, Any]:
 def model_from_payload(payload: dict[str, Any], **kwargs: Any) -> nn.Module:
     """Rebuild a model saved by `checkpoint_payload` without touching any pretrained weights."""
     arch = get_architecture(payload["arch"])
+    kwargs = {**payload.get("network", {}), **kwargs}
     model = arch.builder(weights=None, weights_backbone=None, num_classes=len(payload["class_names"]) + 1,
                          **kwargs)
     if payload.get("frozen_batchnorm", True):
@@ -163,14 +164,14 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None
     def model_payload() -> dict[str, Any]:
         return checkpoint_payload(model, config.arch, train_set.class_names,
                                   category_ids=train_set.category_ids, run_id=run["run_id"],
-                                  frozen_batchnorm=run["frozen_batchnorm"], max_size=max_side,
+                                  frozen_batchnorm=run["frozen_batchnorm"], network=kwargs,
                                   val_map=(evaluation.best or {}).get("map"))
 
     hooks: list[Hook] = [
+        ProgressHook(progress),
         evaluation,
         EarlyStoppingHook(config.patience),
         CheckpointHook(run_dir / "checkpoints", model_payload, lambda: run),
-        ProgressHook(progress),
         TensorBoardHook(run_dir / "tensorboard"),
         EventLogHook(run_dir / "events.jsonl"),
         *extra_hooks,
@@ -194,7 +195,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None
     if checkpoint is None:
         trainer.emit("run_configured", run_id=run["run_id"], arch=config.arch, classes=train_set.class_names,
                      train_images=len(train_set.images), val_images=len(val_set.images),
-                     starting_point=run["starting_point"])
+                     starting_point=run["starting_point"], world_size=ctx.world_size, device=str(ctx.device))
         trainer.emit("baseline", metrics=run["baseline"])
         trainer.emit("strategy", decision=run["strategy"])
     else:

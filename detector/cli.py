@@ -1,0 +1,229 @@
+"""The engine's commands: artdet train | eval | export | detect (local model).
+
+Heavy imports (torch) happen inside the commands that need them, so `artdet detect` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from detector.config import STRATEGIES, AugmentConfig, TrainConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+_CHOICES = {"strategy": STRATEGIES, "optimizer": ("sgd", "adamw"), "schedule": ("cosine", "step"),
+            "weights": None}
+_HELP = {
+    "train": "COCO JSON (or Pascal VOC folder) of training annotations",
+    "val": "validation annotations; default: a seeded split of --train",
+    "images": "image root; default: each annotation file's folder",
+    "weights": "coco (torchvision's COCO weights via TORCH_HOME), none, or a weights/checkpoint file",
+    "max_size": "longest image side fed to the network (pixels)",
+    "trainable_backbone_layers": "backbone stages unfrozen in stage 2, counted from the top",
+    "patience": "epochs without val mAP gain before a stage ends (0: off)",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_train_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (defaults None = the config's own default)."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude or f.name == "augment":
+            continue
+        kind = str(f.type)
+        kwargs: dict[str, Any] = {"default": None, "help": _HELP.get(f.name)}
+        if kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind.startswith("tuple"):
+            kwargs.update(type=float, nargs="+")
+        else:
+            kwargs["type"] = int if kind.startswith("int") else float if kind.startswith("float") else str
+            if _CHOICES.get(f.name):
+                kwargs["choices"] = _CHOICES[f.name]
+        parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+    parser.add_argument("--augment", dest="augment_enabled", action=argparse.BooleanOptionalAction, default=None,
+                        help="training augmentation (on by default)")
+    for f in dataclasses.fields(AugmentConfig):
+        if f.name != "enabled":
+            parser.add_argument(f"--aug-{f.name.replace('_', '-')}", dest=f"aug_{f.name}", type=float,
+                                default=None, help=f"probability of {f.name} augmentation")
+
+
+def train_config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    config = base or TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name != "augment":
+            setattr(config, f.name, tuple(value) if isinstance(value, list) else value)
+    if getattr(args, "augment_enabled", None) is not None:
+        config.augment.enabled = args.augment_enabled
+    for f in dataclasses.fields(AugmentConfig):
+        value = getattr(args, f"aug_{f.name}", None)
+        if value is not None:
+            setattr(config.augment, f.name, value)
+    return config
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detector.training import train
+
+    if args.resume:
+        summary = train(None, args.resume, resume=True, progress=not args.quiet)
+    else:
+        if not args.out:
+            raise ValueError("--out: a run directory is required (or --resume RUN_DIR)")
+        if (Path(args.out) / "config.json").exists() and not args.overwrite:
+            raise ValueError(f"--out: {args.out} already holds a run; use --resume {args.out} or --overwrite")
+        summary = train(train_config_from_args(args), args.out, progress=not args.quiet)
+    if summary:
+        final, baseline = summary["final"], summary["baseline"]
+        print(f"run {summary['run_id']}: baseline mAP {baseline['map']:.4f} -> fine-tuned mAP "
+              f"{final.get('map', 0.0):.4f} (AP50 {final.get('ap50', 0.0):.4f}); strategy "
+              f"{summary['strategy']['strategy']}; results in {args.resume or args.out}/metrics.json")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detector.config import TrainConfig
+    from detector.export import export_onnx
+    from detector.training import load_annotations, load_datasets
+
+    val = None
+    if args.val:
+        val = load_annotations(args.val, args.images)
+    elif (Path(args.run) / "config.json").is_file():
+        config = TrainConfig.from_dict(json.loads((Path(args.run) / "config.json").read_text()))
+        val = load_datasets(config)[1]
+    result = export_onnx(args.run, args.out, val, score_threshold=args.score_threshold, check=args.check)
+    parity = result["parity"]
+    if parity:
+        print(f"parity: {parity['matched']} of {parity['torch_detections']} PyTorch detections matched "
+              f"(max box error {parity['max_box_error_px']:.3f} px, max score error "
+              f"{parity['max_score_error']:.4f}) on {parity['images']} images", file=sys.stderr)
+    print(result["path"])
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from detector.coco_eval import ImageDetections, evaluate_detections
+    from detector.dataset import load_coco
+    from detector.inference import Detector
+    import numpy as np
+
+    detector = Detector(args.model, intra_op_threads=args.threads)
+    dataset = load_coco(args.ann, args.images, class_names=detector.class_names)
+    detections = []
+    for record in tqdm(dataset.images, desc="eval", disable=args.quiet):
+        result = detector.detect(record.path, score_threshold=0.0)
+        detections.append(ImageDetections(
+            record.id,
+            np.array([d.box for d in result.detections], dtype=np.float32).reshape(-1, 4),
+            np.array([d.score for d in result.detections], dtype=np.float32),
+            np.array([d.label_id for d in result.detections], dtype=np.int64)))
+    _print_json(evaluate_detections(dataset, detections))
+    return 0
+
+
+def _images_in(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [path]
+
+
+def cmd_detect_local(args: argparse.Namespace) -> int:
+    from detector.draw import save_drawing
+    from detector.images import decode_image
+    from detector.inference import Detector
+
+    detector = Detector(args.model, intra_op_threads=args.threads)
+    root = Path(args.image)
+    if not root.exists():
+        raise FileNotFoundError(f"image not found: {root}")
+    files = _images_in(root)
+    classes = args.classes.split(",") if args.classes else None
+    results = []
+    for path in files:
+        result = detector.detect(path, args.threshold, args.top_k, classes)
+        results.append((path, result))
+        if args.draw:
+            out = Path(args.draw) if not root.is_dir() else Path(args.draw) / path.relative_to(root).with_suffix(".png")
+            save_drawing(decode_image(path), result, out)
+    if args.coco:
+        write_coco_predictions(results, root, detector.class_names, detector.info.category_ids, Path(args.coco))
+    if args.json or not args.coco:
+        if root.is_dir():
+            _print_json([{"file": str(p.relative_to(root)), **r.to_json()} for p, r in results])
+        else:
+            _print_json(results[0][1].to_json())
+    return 0
+
+
+def write_coco_predictions(results, root: Path, class_names: list[str], category_ids: list[int], out: Path) -> None:
+    """A COCO dataset whose annotations are predictions (with scores): CVAT and Label Studio import it."""
+    ids = category_ids or list(range(1, len(class_names) + 1))
+    coco: dict[str, Any] = {"images": [], "annotations": [],
+                            "categories": [{"id": i, "name": n} for i, n in zip(ids, class_names)]}
+    for image_id, (path, result) in enumerate(results, start=1):
+        name = str(path.relative_to(root)) if root.is_dir() else path.name
+        coco["images"].append({"id": image_id, "file_name": name, "width": result.width, "height": result.height})
+        for det in result.detections:
+            x1, y1, x2, y2 = det.box
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": image_id, "category_id": ids[det.label_id - 1],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0, "score": round(det.score, 4)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(coco, indent=1))
+
+
+def add_engine_commands(subparsers) -> None:
+    p = subparsers.add_parser("train", help="fine-tune a detector (or --resume a run)")
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_train_config_arguments(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = subparsers.add_parser("export", help="export a run's best model to ONNX and check parity")
+    p.add_argument("run", help="run directory or checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--val", help="annotations whose images the parity check uses (default: the run's)")
+    p.add_argument("--images", help="image root for --val")
+    p.add_argument("--score-threshold", type=float, default=0.05, help="baked into the graph")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="PyTorch parity check")
+    p.set_defaults(handler=cmd_export)
+
+    p = subparsers.add_parser("eval", help="COCO metrics of an ONNX model on annotations (JSON)")
+    p.add_argument("model", help="ONNX model")
+    p.add_argument("--ann", required=True, help="COCO annotations")
+    p.add_argument("--images", help="image root (default: the annotation file's folder)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_eval)
+
+
+def add_detect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="image file, or a folder of images")
+    p.add_argument("--model", help="ONNX model file (local detection)")
+    p.add_argument("--json", action="store_true", help="print detections as JSON")
+    p.add_argument("--draw", help="PNG to draw labelled boxes into (a folder when IMAGE is a folder)")
+    p.add_argument("--coco", help="write predictions as a COCO file (pre-annotations for CVAT / Label Studio)")
+    p.add_argument("--threshold", type=float, default=0.5, help="minimum score")
+    p.add_argument("--top-k", type=int, default=100, help="at most this many detections per image")
+    p.add_argument("--classes", help="comma-separated class names to keep")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")

@@ -1,0 +1,150 @@
+"""Torch-free inference: an exported ONNX detector in onnxruntime, boxes in the upright image's pixels."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import onnxruntime as ort
+
+from detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_upright
+
+INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
+OUTPUT_NAMES = ("boxes", "scores", "labels")
+
+
+class ModelLoadError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in upright image pixels
+    score: float
+    label_id: int  # 1..num_classes
+    label: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4), "label": self.label}
+
+
+@dataclass
+class DetectionResult:
+    width: int
+    height: int
+    detections: list[Detection] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"detections": [d.to_json() for d in self.detections], "width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    class_names: list[str]
+    category_ids: list[int]
+    arch: str
+    min_size: int
+    max_size: int
+    score_threshold: float
+    metadata: dict[str, str]
+
+
+def read_model_info(metadata: dict[str, str], source: str) -> ModelInfo:
+    try:
+        return ModelInfo(
+            class_names=json.loads(metadata["class_names"]),
+            category_ids=json.loads(metadata.get("category_ids", "[]")),
+            arch=metadata["architecture"],
+            min_size=int(metadata["min_size"]),
+            max_size=int(metadata["max_size"]),
+            score_threshold=float(metadata["score_threshold"]),
+            metadata=dict(metadata),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ModelLoadError(f"{source}: not an artdet ONNX model (metadata {exc} missing or invalid)") from None
+
+
+def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """The size GeneralizedRCNNTransform resizes an image to (torchvision's rule)."""
+    scale = min(min_size / min(width, height), max_size / max(width, height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+class Detector:
+    """Load once, call `detect` many times (thread-safe: onnxruntime sessions are)."""
+
+    def __init__(self, model_path: str | Path, intra_op_threads: int | None = None,
+                 inter_op_threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 providers: Iterable[str] | None = None, optimization: str = "all"):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = intra_op_threads
+        if inter_op_threads:
+            options.inter_op_num_threads = inter_op_threads
+        options.graph_optimization_level = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        available = ort.get_available_providers()
+        chosen = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelLoadError(f"{self.path}: cannot be loaded by onnxruntime ({exc})") from None
+        self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.max_pixels = max_pixels
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names
+
+    def _decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"{source}: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+            return image, image.shape[1], image.shape[0]
+        if isinstance(image, (str, os.PathLike)):
+            source = str(image)
+        array, size = decode_upright(image, self.max_pixels, source, draft_for=self._network_size)
+        return array, size.width, size.height
+
+    def _network_size(self, size: ImageSize) -> tuple[int, int]:
+        return network_input_size(size.width, size.height, self.info.min_size, self.info.max_size)
+
+    def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        boxes, scores, labels = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
+        return boxes, scores, labels
+
+    def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = 0.5,
+               top_k: int | None = None, classes: Iterable[str] | None = None,
+               source: str = "image") -> DetectionResult:
+        pixels, width, height = self._decode(image, source)
+        boxes, scores, labels = self.raw(pixels)
+        sx, sy = width / pixels.shape[1], height / pixels.shape[0]
+        wanted = None
+        if classes is not None:
+            wanted = set(classes)
+            unknown = wanted - set(self.class_names)
+            if unknown:
+                raise ValueError(f"classes: {sorted(unknown)} not in the model's classes {self.class_names}")
+        result = DetectionResult(width, height)
+        for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+            if score < score_threshold:
+                continue
+            name = self.class_names[int(label) - 1]
+            if wanted is not None and name not in wanted:
+                continue
+            result.detections.append(Detection((x1 * sx, y1 * sy, x2 * sx, y2 * sy), float(score), int(label), name))
+            if top_k is not None and len(result.detections) >= top_k:
+                break
+        return result

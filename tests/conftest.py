@@ -1,0 +1,74 @@
+"""Shared fixtures: a fabricated COCO checkpoint in a private TORCH_HOME, synthetic datasets, real data path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PEOPLE_ART = ROOT.parent / "shared" / "data" / "people-art-mini"
+TINY_ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+needs_people_art = pytest.mark.skipif(not PEOPLE_ART.is_dir(), reason="../shared/data/people-art-mini is absent")
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory) -> Path:
+    """TORCH_HOME whose hub cache holds a random-init state_dict under the COCO weights' file name,
+    so `--weights coco` runs torchvision's real loading path offline."""
+    import torch
+
+    from detector.architectures import get_architecture
+
+    home = tmp_path_factory.mktemp("torch_home")
+    os.environ["TORCH_HOME"] = str(home)
+    arch = get_architecture(TINY_ARCH)
+    torch.manual_seed(0)
+    model = arch.builder(weights=None, weights_backbone=None, num_classes=91)
+    cache = home / "hub" / "checkpoints" / os.path.basename(arch.coco_weights.url)
+    cache.parent.mkdir(parents=True)
+    torch.save(model.state_dict(), cache)
+    return home
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> dict[str, Path]:
+    """Small synthetic train / val sets: two classes, one shape per image."""
+    from detector.synthetic import write_shapes_dataset
+
+    root = tmp_path_factory.mktemp("shapes")
+    return {
+        "train": write_shapes_dataset(root, images=8, seed=1, name="train.json"),
+        "val": write_shapes_dataset(root, images=4, seed=2, name="val.json"),
+    }
+
+
+def artdet(*args: str, env: dict | None = None, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the installed command line as a user would."""
+    result = subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"artdet {' '.join(map(str, args))} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tmp_path_factory, torch_home) -> Path:
+    """A model trained until it knows a tiny synthetic set (shared by the training, export and detect tests)."""
+    from detector.config import TrainConfig
+    from detector.synthetic import write_shapes_dataset
+    from detector.training import train
+
+    root = tmp_path_factory.mktemp("overfit")
+    data = write_shapes_dataset(root, images=16, seed=3, size=(128, 96), name="train.json")
+    config = TrainConfig(train=str(data), val=str(data), arch=TINY_ARCH, weights="none", strategy="full",
+                         stage1_epochs=0, stage2_epochs=30, max_size=128, batch_size=4, workers=0,
+                         optimizer="adamw", lr=1e-3, weight_decay=0.0, warmup_iters=10, seed=0)
+    config.augment.enabled = False
+    train(config, root / "run", progress=False)
+    return root / "run"

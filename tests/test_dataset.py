@@ -1,0 +1,172 @@
+"""Reading and validating what annotation tools export (COCO and Pascal VOC)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detector.dataset import DatasetValidationError, load_coco
+from detector.split import split_dataset
+from detector.voc import voc_to_coco
+
+
+def _jpeg(path: Path, size=(100, 80), mode="RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128).save(path, quality=90)
+
+
+def test_real_export_quirks_load(tmp_path):
+    """Category ids from 0 and sparse, sub-folders, float boxes, missing fields, extras, negatives."""
+    _jpeg(tmp_path / "batch1" / "a.jpg")
+    _jpeg(tmp_path / "batch2" / "deep" / "b.jpg", (60, 90))
+    _jpeg(tmp_path / "c.jpg")
+    coco = {
+        "info": {"tool": "CVAT"},
+        "licenses": [],
+        "categories": [{"id": 0, "name": "person", "supercategory": ""}, {"id": 17, "name": "Horse"}],
+        "images": [
+            {"id": 10, "file_name": "batch1/a.jpg", "width": 100, "height": 80, "flickr_url": ""},
+            {"id": 11, "file_name": "batch2/deep/b.jpg"},  # no size: read from the file
+            {"id": 12, "file_name": "c.jpg", "width": 100, "height": 80},  # negative: no boxes
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 10, "category_id": 17, "bbox": [10.25, 5.5, 30.75, 20.125]},
+            {"id": 2, "image_id": 11, "category_id": 0, "bbox": [0, 0, 60.4, 90.3], "segmentation": [],
+             "attributes": {"occluded": False}, "difficult": 1},
+        ],
+    }
+    dataset = load_coco(coco, tmp_path)
+    assert dataset.class_names == ["person", "Horse"]
+    assert dataset.category_ids == [0, 17]
+    assert [im.id for im in dataset.images] == [10, 11, 12]
+    assert (dataset.images[1].width, dataset.images[1].height) == (60, 90)
+    horse = dataset.boxes(10)[0]
+    assert horse.label == 2 and horse.box == pytest.approx((10.25, 5.5, 41.0, 25.625))
+    person = dataset.boxes(11)[0]
+    assert person.box == pytest.approx((0, 0, 60, 90))  # clipped within tolerance
+    assert dataset.boxes(12) == []
+    assert dataset.statistics()["negative_images"] == 1
+    assert dataset.to_coco()["annotations"][0]["category_id"] == 17
+
+
+def test_every_defect_is_reported_in_one_error(tmp_path):
+    _jpeg(tmp_path / "ok.jpg")
+    _jpeg(tmp_path / "wrong_size.jpg", (50, 50))
+    (tmp_path / "broken.jpg").write_bytes(b"not an image at all")
+    coco = {
+        "categories": [{"id": 1, "name": "person"}, {"id": 1, "name": "dup"}],
+        "images": [
+            {"id": 1, "file_name": "ok.jpg", "width": 100, "height": 80},
+            {"id": 1, "file_name": "ok.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "missing.jpg", "width": 10, "height": 10},
+            {"id": 3, "file_name": "broken.jpg", "width": 10, "height": 10},
+            {"id": 4, "file_name": "wrong_size.jpg", "width": 100, "height": 100},
+            {"id": 5, "file_name": "../escape.jpg", "width": 10, "height": 10},
+        ],
+        "annotations": [
+            {"id": 100, "image_id": 1, "category_id": 1, "bbox": [10, 10, 0, 5]},
+            {"id": 101, "image_id": 1, "category_id": 1, "bbox": [90, 10, 40, 5]},
+            {"id": 102, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 103, "image_id": 1, "category_id": 7, "bbox": [1, 1, 5, 5]},
+            {"id": 103, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 104, "image_id": 1, "category_id": 1, "bbox": [1, 1, "x", 5]},
+        ],
+    }
+    with pytest.raises(DatasetValidationError) as caught:
+        load_coco(coco, tmp_path)
+    text = str(caught.value)
+    expected = [
+        ("category 1", "duplicate category id"),
+        ("image 1 ", "duplicate image id"),
+        ("image 2 ", "not found"),
+        ("image 3 ", "unusable"),
+        ("image 4 ", "disagrees"),
+        ("image 5 ", "relative path inside"),
+        ("annotation 100", "non-positive size"),
+        ("annotation 101", "outside image 1"),
+        ("annotation 102", "unknown image_id 99"),
+        ("annotation 103", "unknown category_id 7"),
+        ("annotation 103", "duplicate annotation id"),
+        ("annotation 104", "four finite numbers"),
+    ]
+    for where, what in expected:
+        assert any(str(p).startswith(where) and what in str(p) for p in caught.value.problems), (where, what, text)
+    assert len(caught.value.problems) == len(expected)
+
+
+def test_unreadable_annotation_file_is_reported(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    with pytest.raises(DatasetValidationError, match="not valid JSON"):
+        load_coco(bad)
+    with pytest.raises(DatasetValidationError, match="not found"):
+        load_coco(tmp_path / "absent.json")
+
+
+def test_validation_set_uses_training_labels(tmp_path):
+    _jpeg(tmp_path / "a.jpg")
+    coco = {"categories": [{"id": 5, "name": "dog"}, {"id": 9, "name": "person"}],
+            "images": [{"id": 1, "file_name": "a.jpg"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [1, 1, 10, 10]}]}
+    val = load_coco(coco, tmp_path, class_names=["person", "cat", "dog"])
+    assert val.class_names == ["person", "cat", "dog"]
+    assert val.boxes(1)[0].label == 1
+    coco["categories"].append({"id": 11, "name": "unicorn"})
+    with pytest.raises(DatasetValidationError, match="unicorn"):
+        load_coco(coco, tmp_path, class_names=["person", "dog"])
+
+
+def test_pascal_voc_folder(tmp_path):
+    _jpeg(tmp_path / "JPEGImages" / "p1.jpg", (200, 100))
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "p1.xml").write_text("""<annotation><filename>p1.jpg</filename>
+      <size><width>200</width><height>100</height><depth>3</depth></size>
+      <object><name>person</name><difficult>0</difficult><bndbox><xmin>11</xmin><ymin>21</ymin>
+      <xmax>50</xmax><ymax>80</ymax></bndbox></object>
+      <object><name>horse</name><bndbox><xmin>101</xmin><ymin>1</ymin><xmax>200</xmax><ymax>100</ymax></bndbox>
+      </object></annotation>""")
+    coco, root = voc_to_coco(tmp_path / "Annotations")
+    dataset = load_coco(coco, root)
+    assert dataset.class_names == ["person", "horse"]
+    assert dataset.boxes(1)[0].box == pytest.approx((10, 20, 50, 80))
+    assert dataset.boxes(1)[1].box == pytest.approx((100, 0, 200, 100))
+    (tmp_path / "Annotations" / "p2.xml").write_text("<annotation><filename>")
+    with pytest.raises(DatasetValidationError, match="p2.xml: not well-formed"):
+        voc_to_coco(tmp_path / "Annotations")
+
+
+def test_seeded_split_puts_every_class_on_both_sides(tmp_path):
+    names = ["a", "b", "c", "d"]
+    images, annotations = [], []
+    for image_id in range(1, 31):
+        _jpeg(tmp_path / f"{image_id}.jpg", (40, 40))
+        images.append({"id": image_id, "file_name": f"{image_id}.jpg"})
+        # "d" is rare: only in images 1 and 2
+        label = 4 if image_id <= 2 else 1 + image_id % 3
+        annotations.append({"id": image_id, "image_id": image_id, "category_id": label, "bbox": [1, 1, 9, 9]})
+    dataset = load_coco({"images": images, "annotations": annotations,
+                         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}, tmp_path)
+    train, val = split_dataset(dataset, 0.2, seed=3)
+    assert len(train.images) + len(val.images) == 30
+    assert not {i.id for i in train.images} & {i.id for i in val.images}
+    for side in (train, val):
+        assert {b.label for b in side.all_boxes()} == {1, 2, 3, 4}
+    again = split_dataset(dataset, 0.2, seed=3)[1]
+    assert [i.id for i in again.images] == [i.id for i in val.images]
+    assert 5 <= len(val.images) <= 7
+
+
+def test_statistics(tmp_path):
+    from detector.synthetic import write_shapes_dataset
+
+    path = write_shapes_dataset(tmp_path, images=6, seed=0)
+    stats = load_coco(path).statistics()
+    assert stats["images"] == 6 and stats["boxes"] == 6
+    assert sum(stats["boxes_per_class"].values()) == 6
+    coco = json.loads(path.read_text())
+    assert stats["max_width"] == max(im["width"] for im in coco["images"])
+    assert np.isfinite(stats["min_height"])
