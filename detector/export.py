@@ -75,6 +75,16 @@ def load_run_model(source: str | Path) -> tuple[dict[str, Any], Path]:
     return payload, path
 
 
+def export_ready_model(payload: dict[str, Any], score_threshold: float = EXPORT_SCORE_THRESHOLD) -> nn.Module:
+    """The PyTorch model exactly as the ONNX graph will compute it."""
+    model = model_from_payload(payload)
+    model.roi_heads.score_thresh = score_threshold
+    # With an RPN score threshold (the 320 model's 0.05) an image can yield zero proposals, and the traced
+    # graph's Reshape(0, -1) then fails in onnxruntime; without it the RPN always proposes its top-N boxes.
+    model.rpn.score_thresh = 0.0
+    return model.eval()
+
+
 def _torch_detect(model: nn.Module, pixels: np.ndarray):
     with torch.inference_mode():
         boxes, scores, labels = _UInt8ImageDetector(model)(torch.from_numpy(pixels.copy()))
@@ -141,9 +151,7 @@ def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | Non
                 parity_threshold: float = 0.05) -> dict[str, Any]:
     """Export, validate with onnx.checker, embed metadata, check parity; write `out` only if all pass."""
     payload, checkpoint_path = load_run_model(source)
-    model = model_from_payload(payload)
-    model.roi_heads.score_thresh = score_threshold
-    model.eval()
+    model = export_ready_model(payload, score_threshold)
     transform = model.transform
     metadata = {
         "class_names": json.dumps(payload["class_names"]),
@@ -163,11 +171,13 @@ def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | Non
     }
     out = Path(out)
     tmp = out.with_name(f".{out.name}.export")
-    dummy = torch.zeros((300, 400, 3), dtype=torch.uint8)
+    # trace on a real image: a blank one yields no proposals, and the tracer would bake in empty shapes
+    images = parity_images(val)
+    sample = torch.from_numpy(images[0].copy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes are expected here
         torch.onnx.export(
-            _UInt8ImageDetector(model), (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
+            _UInt8ImageDetector(model), (sample,), str(tmp), dynamo=False, opset_version=OPSET,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: {0: "height", 1: "width"}, "boxes": {0: "detections"},
                           "scores": {0: "detections"}, "labels": {0: "detections"}},
@@ -181,7 +191,7 @@ def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | Non
         onnx.save(proto, str(tmp))
         report = None
         if check:
-            report = check_parity(model, Detector(tmp), parity_images(val), parity_threshold)
+            report = check_parity(model, Detector(tmp), images, parity_threshold)
             if report.failures:
                 raise ExportParityError(
                     f"ONNX output differs from PyTorch on {len(report.failures)} detection(s); not writing {out}:\n  "

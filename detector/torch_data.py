@@ -137,5 +137,6 @@ def train_loader(dataset: TorchDetectionDataset, batch_size: int, workers: int, 
                       pin_memory=torch.cuda.is_available())
 
 
-def eval_loader(dataset: TorchDetectionDataset, workers: int, batch_size: int = 2) -> DataLoader:
+def eval_loader(dataset: TorchDetectionDataset, workers: int, batch_size: int = 1) -> DataLoader:
+    """One image per forward pass, as in serving: batching pads images and shifts results slightly."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
