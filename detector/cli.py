@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise ValueError("--out: a run directory is required (or --resume RUN_DIR)")
-        if (Path(args.out) / "config.json").exists() and not args.overwrite:
-            raise ValueError(f"--out: {args.out} already holds a run; use --resume {args.out} or --overwrite")
+        if (Path(args.out) / "config.json").exists():
+            if not args.overwrite:
+                raise ValueError(f"--out: {args.out} already holds a run; use --resume {args.out} or --overwrite")
+            shutil.rmtree(args.out)
         summary = train(train_config_from_args(args), args.out, progress=not args.quiet)
     if summary:
         final, baseline = summary["final"], summary["baseline"]

@@ -181,7 +181,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_json(config.to_dict(), run_dir / "config.json")
-            (run_dir / "events.jsonl").unlink(missing_ok=True)
         start = StartingPoint(**run["starting_point"])
         baseline = evaluate() if ctx.is_main else None
         baseline = broadcast_from_main(ctx, baseline)

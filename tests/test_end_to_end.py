@@ -1,0 +1,42 @@
+"""On real paintings: a short two-stage run from COCO weights in the TORCH_HOME cache, export, detect."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from tests.conftest import PEOPLE_ART, TINY_ARCH, artdet, needs_people_art
+
+
+@needs_people_art
+def test_people_art_two_stage_train_export_detect(tmp_path, torch_home):
+    run = tmp_path / "run"
+    artdet("train", "--train", PEOPLE_ART / "train.json", "--val", PEOPLE_ART / "val.json", "--arch", TINY_ARCH,
+           "--weights", "coco", "--out", run, "--strategy", "two-stage", "--stage1-epochs", "1",
+           "--stage2-epochs", "1", "--max-size", "256", "--seed", "0", "--workers", "2", "--quiet",
+           env={"TORCH_HOME": str(torch_home)})
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["starting_point"]["kind"] == "coco"
+    assert metrics["warm_started_classes"] == {"person": "person"}
+    assert metrics["baseline"]["images"] == 36
+    assert [e["stage"] for e in metrics["epochs"]] == ["feature-extraction", "fine-tuning"]
+    assert metrics["strategy"]["stages"][1]["backbone_layers"] == 3
+    assert set(metrics["per_class_ap"]) == {"person"}
+    assert (run / "config.json").is_file() and (run / "checkpoints" / "best.pt").is_file()
+
+    model = tmp_path / "people.onnx"
+    artdet("export", run, "--out", model)
+    assert model.is_file()
+
+    painting = PEOPLE_ART / json.loads((PEOPLE_ART / "val.json").read_text())["images"][0]["file_name"]
+    result = artdet("detect", painting, "--model", model, "--json", "--draw", tmp_path / "drawn.png",
+                    "--threshold", "0.0")
+    payload = json.loads(result.stdout)
+    width, height = Image.open(painting).size
+    assert (payload["width"], payload["height"]) == (width, height)
+    assert all(d["label"] == "person" for d in payload["detections"])
+    assert Image.open(tmp_path / "drawn.png").size == (width, height)
+
+    evaluated = json.loads(artdet("eval", model, "--ann", PEOPLE_ART / "val.json", "--quiet").stdout)
+    assert evaluated["images"] == 36 and 0.0 <= evaluated["map"] <= 1.0

@@ -1,0 +1,108 @@
+"""Strategies: manual stage plans, `auto`'s four cases, and the similarity measures it relies on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from detector.architectures import get_architecture
+from detector.config import TrainConfig
+from detector.dataset import load_coco
+from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
+from detector.strategy import decide_auto, manual_plan
+from detector.torch_data import TorchDetectionDataset
+from detector.training import train
+from tests.conftest import TINY_ARCH
+
+ARCH = get_architecture(TINY_ARCH)
+
+
+def test_manual_plans():
+    config = TrainConfig(train="x", stage1_epochs=2, stage2_epochs=3, lr=0.02, stage2_lr_factor=0.1)
+    head = manual_plan(config, ARCH, "head-only")
+    assert [(s.epochs, s.backbone_layers, s.train_fpn) for s in head] == [(5, 0, False)]
+    two = manual_plan(config, ARCH, "two-stage")
+    assert [(s.name, s.epochs, s.backbone_layers) for s in two] == [("feature-extraction", 2, 0),
+                                                                     ("fine-tuning", 3, 3)]
+    assert two[1].lr == pytest.approx(0.002)
+    full = manual_plan(config, ARCH, "full")
+    assert [(s.epochs, s.backbone_layers, s.train_fpn, s.lr) for s in full] == [(5, 6, True, 0.02)]
+
+
+@pytest.mark.parametrize("images, similarity, expected", [
+    (100, 0.8, ("head-only", [0])),
+    (100, 0.2, ("two-stage", [0, 4])),
+    (2000, 0.8, ("two-stage", [0, 6])),
+    (2000, 0.2, ("two-stage", [0, 6])),
+])
+def test_auto_four_cases(images, similarity, expected):
+    config = TrainConfig(train="x", stage1_epochs=2, stage2_epochs=4, auto_size_threshold=500,
+                         auto_similarity_threshold=0.5)
+    decision = decide_auto(config, ARCH, images, similarity, "test")
+    assert (decision.strategy, [s.backbone_layers for s in decision.stages]) == expected
+    assert decision.measurements["large"] == (images >= 500)
+    assert len(decision.reasons) == 3
+    if images == 2000:  # large and different trains longer than large and similar
+        epochs = sum(s.epochs for s in decision.stages)
+        assert epochs == (6 if similarity > 0.5 else 8)
+
+
+def test_zero_shot_similarity_averages_warm_started_classes():
+    baseline = {"per_class_ap50": {"person": 0.6, "horse": 0.2, "unicorn": 0.0}}
+    assert zero_shot_similarity(baseline, {"person": "person", "horse": "horse"}) == pytest.approx(0.4)
+    assert zero_shot_similarity(baseline, {}) is None
+
+
+def _calibrate_batchnorm(model, data, layers=8):
+    """Set the first `layers` frozen BN statistics to the activations `data` produces (as pretraining would)."""
+    norms = [m for m in model.backbone.body.modules() if isinstance(m, FrozenBatchNorm2d)][:layers]
+    for norm in norms:
+        seen = []
+        handle = norm.register_forward_pre_hook(lambda m, i: seen.append(i[0]))
+        with torch.no_grad():
+            for index in range(len(data)):
+                batch, _ = model.transform([data[index][0]])
+                model.backbone.body(batch.tensors)
+        handle.remove()
+        x = torch.cat([s.permute(1, 0, 2, 3).flatten(1) for s in seen], dim=1)
+        norm.running_mean.copy_(x.mean(dim=1))
+        norm.running_var.copy_(x.var(dim=1))
+
+
+def test_batchnorm_shift_similarity_tells_domains_apart(tmp_path, torch_home, shapes):
+    from detector.models import build_model
+    from PIL import Image, ImageOps
+
+    model, _ = build_model(TINY_ARCH, ["circle", "square"], "coco", min_size=128, max_size=128)
+    model.eval()
+    photos = load_coco(shapes["train"])
+    _calibrate_batchnorm(model, TorchDetectionDataset(photos))
+    # a "painting" version of the same scenes: posterised, inverted colours
+    for image in photos.images:
+        picture = Image.open(image.path).convert("RGB")
+        ImageOps.invert(ImageOps.posterize(picture, 2)).save(tmp_path / image.path.name)
+    coco = json.loads(shapes["train"].read_text())
+    for entry in coco["images"]:
+        entry["file_name"] = entry["file_name"].split("/")[-1]
+    paintings = load_coco(coco, tmp_path)
+    same = batchnorm_shift_similarity(model, TorchDetectionDataset(photos), torch.device("cpu"))
+    other = batchnorm_shift_similarity(model, TorchDetectionDataset(paintings), torch.device("cpu"))
+    assert same > 0.9 and other < 0.5
+
+
+def test_auto_run_records_its_decision(tmp_path, torch_home, shapes):
+    config = TrainConfig(train=str(shapes["train"]), val=str(shapes["val"]), arch=TINY_ARCH, weights="coco",
+                         strategy="auto", stage1_epochs=1, stage2_epochs=1, max_size=128, workers=0,
+                         max_iters_per_epoch=1, auto_size_threshold=500)
+    summary = train(config, tmp_path / "run", progress=False)
+    decision = json.loads((tmp_path / "run" / "metrics.json").read_text())["strategy"]
+    assert decision["requested"] == "auto" and decision["strategy"] in ("head-only", "two-stage")
+    assert decision["measurements"]["train_images"] == 8 and decision["measurements"]["large"] is False
+    assert "BatchNorm" in decision["measurements"]["similarity_source"]  # no warm-started classes here
+    assert 0.0 <= decision["measurements"]["similarity"] <= 1.0
+    assert any("small" in r for r in decision["reasons"])
+    assert summary["baseline"]["images"] == 4 and np.isfinite(summary["final"]["map"])
