@@ -72,7 +72,7 @@ def train_config_from_args(args: argparse.Namespace, base: TrainConfig | None = 
     return config
 
 
-def _print_json(obj: Any) -> None:
+def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -137,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             np.array([d.box for d in result.detections], dtype=np.float32).reshape(-1, 4),
             np.array([d.score for d in result.detections], dtype=np.float32),
             np.array([d.label_id for d in result.detections], dtype=np.int64)))
-    _print_json(evaluate_detections(dataset, detections))
+    print_json(evaluate_detections(dataset, detections))
     return 0
 
 
@@ -169,9 +169,9 @@ def cmd_detect_local(args: argparse.Namespace) -> int:
         write_coco_predictions(results, root, detector.class_names, detector.info.category_ids, Path(args.coco))
     if args.json or not args.coco:
         if root.is_dir():
-            _print_json([{"file": str(p.relative_to(root)), **r.to_json()} for p, r in results])
+            print_json([{"file": str(p.relative_to(root)), **r.to_json()} for p, r in results])
         else:
-            _print_json(results[0][1].to_json())
+            print_json(results[0][1].to_json())
     return 0
 
 

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from detector.cli import add_detect_arguments, add_engine_commands, cmd_detect_local
+from tools.service_commands import add_connection_arguments, add_service_commands, cmd_detect_remote
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    if args.server:
+        if args.coco or Path(args.image).is_dir():
+            raise ValueError("detect --server: one image at a time (--coco and folders are local-only)")
+        return cmd_detect_remote(args)
     if not args.model:
-        raise ValueError("detect: --model MODEL.onnx is required")
+        raise ValueError("detect: --model MODEL.onnx (local) or --server HOST:PORT is required")
     return cmd_detect_local(args)
 
 
@@ -20,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_commands(subparsers)
     detect = subparsers.add_parser("detect", help="detect objects in an image or a folder")
     add_detect_arguments(detect)
+    add_connection_arguments(detect, required=False)
+    detect.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
     detect.set_defaults(handler=cmd_detect)
+    add_service_commands(subparsers)
     return parser
 
 
@@ -28,10 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
+        if type(exc).__module__.startswith("grpc") and hasattr(exc, "code"):
+            print(f"artdet {args.command}: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 2
         from tools.errors import describe
 
         message = describe(exc)

@@ -1,0 +1,170 @@
+"""Assemble and run the gRPC server: the full service (datasets, training, models, detection) or a
+stateless Detect-only replica serving a model directory. No torch in this process: training runs in
+worker processes."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from artdet.v1 import artdet_pb2 as pb
+from artdet.v1 import artdet_pb2_grpc as rpc
+from server.auth import AuthInterceptor, load_tokens
+from server.detection_service import DetectionServicer
+from server.metrics import MetricsInterceptor, ServerMetrics
+from server.model_repository import ModelRepository
+
+log = logging.getLogger("artdet.server")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str = "artdet-data"
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 50051
+    model_dir: str | None = None  # Detect-only replica serving this models directory
+    tokens_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_message_mb: int = 32
+    max_image_pixels: int = 40_000_000
+    max_upload_mb: int = 20_000
+    job_concurrency: int = 1
+    rpc_threads: int = 16
+    ort_intra_threads: int | None = None
+    ort_inter_threads: int | None = None
+    default_model: str = ""
+    metrics_port: int = 0  # 0: no Prometheus endpoint
+    refresh_seconds: float = 2.0  # Detect-only replicas re-read active.json this often
+
+
+def _register_model(store, job, result: dict[str, Any]) -> int:
+    summary, export = result["summary"], result["export"]
+    metadata = export["metadata"]
+    import json
+
+    card = {
+        "arch": metadata["architecture"],
+        "class_names": json.loads(metadata["class_names"]),
+        "metrics": {k: summary.get(k) for k in ("baseline", "final", "per_class_ap", "improvement_map", "strategy",
+                                                "warm_started_classes", "run_id")},
+        "parity": export["parity"],
+        "dataset": f"{job.dataset_name}/v{job.dataset_version}",
+    }
+    return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", card).version
+
+
+class ArtdetServer:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.tokens = load_tokens(config.tokens_file)
+        self.runner = None
+        self.store = None
+        self._stop_refresh = threading.Event()
+        options = [("grpc.max_receive_message_length", config.max_message_mb << 20),
+                   ("grpc.max_send_message_length", config.max_message_mb << 20)]
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
+                                  interceptors=[MetricsInterceptor(self.metrics), AuthInterceptor(self.tokens)],
+                                  options=options)
+        services = [pb.DESCRIPTOR.services_by_name["DetectionService"].full_name]
+        if config.model_dir:
+            models_root = Path(config.model_dir)
+            if not models_root.is_dir():
+                raise FileNotFoundError(f"--model-dir: {models_root} is not a directory")
+        else:
+            models_root = Path(config.data_dir) / "models"
+            self._add_full_service(services)
+        self.repository = ModelRepository(models_root, config.ort_intra_threads, config.ort_inter_threads,
+                                          config.max_image_pixels, config.default_model)
+        if self.runner is not None:
+            self._bind_full_service()
+        rpc.add_DetectionServiceServicer_to_server(DetectionServicer(self.repository), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for name in ("", *services):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.port = self._bind()
+
+    def _add_full_service(self, services: list[str]) -> None:
+        from server.jobs import JobRunner
+        from server.store import Store
+
+        self.store = Store(self.config.data_dir)
+        self.runner = JobRunner(self.store, self.config.job_concurrency,
+                                register=lambda job, result: _register_model(self.store, job, result))
+        self.runner.on_state_change = lambda: self.metrics.set_job_counts(self.runner.counts())
+        services += [pb.DESCRIPTOR.services_by_name[s].full_name
+                     for s in ("DatasetService", "TrainingService", "ModelService")]
+
+    def _bind_full_service(self) -> None:
+        from server.dataset_service import DatasetServicer
+        from server.model_service import ModelServicer
+        from server.training_service import TrainingServicer
+
+        config = self.config
+        rpc.add_DatasetServiceServicer_to_server(
+            DatasetServicer(self.store, config.max_upload_mb << 20, config.max_image_pixels), self.server)
+        rpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.store, self.runner, self.repository),
+                                                  self.server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository), self.server)
+
+    def _bind(self) -> int:
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls_cert or self.config.tls_key:
+            if not (self.config.tls_cert and self.config.tls_key):
+                raise ValueError("--tls-cert and --tls-key go together")
+            credentials = grpc.ssl_server_credentials(
+                [(Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes())])
+            port = self.server.add_secure_port(address, credentials)
+        else:
+            port = self.server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        return port
+
+    def start(self) -> None:
+        if self.runner is not None:
+            self.runner.start()
+            self.metrics.set_job_counts(self.runner.counts())
+        else:
+            threading.Thread(target=self._refresh_loop, name="model-refresh", daemon=True).start()
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_port, self.config.host)
+        self.server.start()
+        mode = f"Detect-only replica of {self.config.model_dir}" if self.config.model_dir else \
+            f"data in {Path(self.config.data_dir).resolve()}"
+        log.info("artdet serving on %s:%d (%s)", self.config.host, self.port, mode)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop_refresh.wait(self.config.refresh_seconds):
+            self.repository.refresh()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stop_refresh.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        if self.runner is not None:
+            self.runner.stop()
+
+
+def serve(config: ServerConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = ArtdetServer(config)
+    server.start()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    print(f"artdet: ready on {config.host}:{server.port}", flush=True)
+    stopped.wait()
+    server.stop()

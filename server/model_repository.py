@@ -1,0 +1,149 @@
+"""The served models, read from the models directory alone (no database, no torch):
+`<root>/<name>/<version>/model.onnx` + `model.json`, and `<root>/<name>/active.json`.
+
+The full server and stateless Detect-only replicas share it; replicas pick up activations by
+re-reading active.json.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detector.checkpoint import save_json
+from detector.inference import Detector
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
+
+
+def read_active(root: Path, name: str) -> dict:
+    path = root / name / "active.json"
+    if not path.is_file():
+        return {"version": 0, "history": []}
+    return json.loads(path.read_text())
+
+
+def write_active(root: Path, name: str, version: int, history: list[int]) -> None:
+    save_json({"version": version, "history": history}, root / name / "active.json")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: int
+    detector: Detector
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+class ModelRepository:
+    """Loaded detectors by (name, version) and which version each name serves.
+
+    Activation loads the new version before switching, so requests in flight keep the model they
+    started with and every later request gets the new one; nothing fails in between.
+    """
+
+    def __init__(self, root: str | Path, intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                 max_pixels: int | None = None, default_model: str = ""):
+        self.root = Path(root)
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        self.max_pixels = max_pixels
+        self.default_model = default_model
+        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self._active: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
+    def refresh(self) -> None:
+        """Re-read every active.json (replicas call this periodically); loads newly activated versions."""
+        for name in self.names():
+            version = read_active(self.root, name)["version"]
+            if version and self._active.get(name) != version:
+                try:
+                    self._switch(name, version)
+                except Exception:  # a half-copied replica directory: keep serving what we have
+                    continue
+
+    def active_version(self, name: str) -> int:
+        return self._active.get(name, 0)
+
+    def _load(self, name: str, version: int) -> LoadedModel:
+        key = (name, version)
+        with self._lock:
+            loaded = self._loaded.get(key)
+        if loaded is not None:
+            return loaded
+        folder = self.root / name / str(version)
+        if not (folder / "model.onnx").is_file():
+            raise NotFound(f"model {name!r} version {version} not found")
+        kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
+        detector = Detector(folder / "model.onnx", self.intra_op_threads, self.inter_op_threads, **kwargs)
+        card = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
+        loaded = LoadedModel(name, version, detector, dict(card.get("class_info", {})))
+        with self._lock:
+            return self._loaded.setdefault(key, loaded)
+
+    def _switch(self, name: str, version: int) -> LoadedModel:
+        loaded = self._load(name, version)
+        self._active[name] = version  # a single assignment: readers see the old or the new version
+        return loaded
+
+    def activate(self, name: str, version: int) -> None:
+        state = read_active(self.root, name)
+        self._switch(name, version)
+        history = [v for v in state["history"] if v != version] + [version]
+        write_active(self.root, name, version, history)
+
+    def rollback(self, name: str) -> int:
+        state = read_active(self.root, name)
+        history = [v for v in state["history"] if (self.root / name / str(v)).is_dir()]
+        if len(history) < 2:
+            raise FailedPrecondition(f"model {name!r} has no previously active version to roll back to")
+        previous = history[-2]
+        self._switch(name, previous)
+        write_active(self.root, name, previous, history[:-1])
+        return previous
+
+    def forget(self, name: str, version: int) -> None:
+        if self.active_version(name) == version:
+            raise FailedPrecondition(f"model {name!r} version {version} is active; activate another version first")
+        with self._lock:
+            self._loaded.pop((name, version), None)
+        state = read_active(self.root, name)
+        if version in state["history"]:
+            write_active(self.root, name, state["version"], [v for v in state["history"] if v != version])
+
+    def set_descriptions(self, name: str, version: int, descriptions: dict[str, str]) -> None:
+        with self._lock:
+            loaded = self._loaded.get((name, version))
+            if loaded is not None:
+                loaded.descriptions = dict(descriptions)
+
+    def resolve(self, name: str = "", version: int = 0) -> LoadedModel:
+        """The model a Detect call asks for: by name (default: the configured or only one) and version."""
+        if not name:
+            name = self.default_model or self._only_active_name()
+        if version:
+            if not (self.root / name / str(version)).is_dir():
+                raise NotFound(f"model_name/model_version: model {name!r} version {version} not found")
+            return self._load(name, version)
+        active = self._active.get(name)
+        if not active:
+            if not (self.root / name).is_dir():
+                raise NotFound(f"model_name: model {name!r} not found")
+            raise FailedPrecondition(f"model_name: model {name!r} has no active version; activate one first")
+        with self._lock:
+            loaded = self._loaded.get((name, active))
+        return loaded or self._load(name, active)
+
+    def _only_active_name(self) -> str:
+        names = sorted(n for n, v in self._active.items() if v)
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise FailedPrecondition("model_name: no model is active on this server")
+        raise InvalidArgument(f"model_name: required, this server serves several models: {names}")

@@ -1,0 +1,99 @@
+"""ModelService: the registry of exported models, which version is served, downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from artdet.v1 import artdet_pb2 as pb
+from artdet.v1 import artdet_pb2_grpc as rpc
+from server.errors import InvalidArgument, rpc_errors
+from server.model_repository import ModelRepository
+from server.store import ModelRow, Store, check_name
+
+DOWNLOAD_CHUNK = 1 << 20
+
+
+class ModelServicer(rpc.ModelServiceServicer):
+    def __init__(self, store: Store, repository: ModelRepository):
+        self.store = store
+        self.repository = repository
+
+    def _message(self, row: ModelRow) -> pb.Model:
+        card = row.card
+        return pb.Model(
+            name=row.name, version=row.version, active=self.repository.active_version(row.name) == row.version,
+            job_id=row.job_id, arch=card.get("arch", ""), class_names=card.get("class_names", []),
+            metrics_json=json.dumps(card.get("metrics", {})), created_at=row.created_at, size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            class_info=[pb.ClassInfo(name=n, description=d) for n, d in card.get("class_info", {}).items()])
+
+    def _row(self, ref: pb.ModelRef) -> ModelRow:
+        name = check_name(ref.name, "name")
+        version = ref.version or self.repository.active_version(name)
+        if not version:
+            raise InvalidArgument(f"version: model {name!r} has no active version; name one")
+        return self.store.get_model(name, version)
+
+    @rpc_errors
+    def ListModels(self, request, context):
+        return pb.ListModelsResponse(models=[self._message(r) for r in self.store.list_models(request.name)])
+
+    @rpc_errors
+    def GetModel(self, request, context):
+        return self._message(self._row(request))
+
+    @rpc_errors
+    def ActivateModel(self, request, context):
+        if not request.version:
+            raise InvalidArgument("version: required")
+        row = self._row(request)
+        self.repository.activate(row.name, row.version)
+        return self._message(row)
+
+    @rpc_errors
+    def RollbackModel(self, request, context):
+        name = check_name(request.name, "name")
+        version = self.repository.rollback(name)
+        return self._message(self.store.get_model(name, version))
+
+    @rpc_errors
+    def DeleteModel(self, request, context):
+        if not request.version:
+            raise InvalidArgument("version: required")
+        row = self._row(request)
+        self.repository.forget(row.name, row.version)
+        self.store.delete_model(row.name, row.version)
+        return pb.DeleteModelResponse()
+
+    @rpc_errors
+    def DownloadModel(self, request, context):
+        row = self._row(request)
+        total = row.onnx_path.stat().st_size
+        digest = hashlib.sha256()
+        offset = 0
+        with row.onnx_path.open("rb") as handle:
+            while context.is_active():
+                data = handle.read(DOWNLOAD_CHUNK)
+                digest.update(data)
+                last = offset + len(data) >= total
+                yield pb.ModelChunk(data=data, offset=offset, total_bytes=total,
+                                    sha256=digest.hexdigest() if last else "")
+                offset += len(data)
+                if last:
+                    return
+
+    @rpc_errors
+    def SetClassInfo(self, request, context):
+        row = self._row(request.model)
+        known = set(row.card.get("class_names", []))
+        info = {}
+        for index, item in enumerate(request.class_info):
+            if item.name not in known:
+                raise InvalidArgument(f"class_info[{index}].name: {item.name!r} is not a class of "
+                                      f"{row.name} v{row.version} ({sorted(known)})")
+            info[item.name] = item.description
+        merged = {**row.card.get("class_info", {}), **info}
+        row = self.store.update_model_card(row.name, row.version, class_info=merged)
+        self.repository.set_descriptions(row.name, row.version, merged)
+        return self._message(row)

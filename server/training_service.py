@@ -1,0 +1,166 @@
+"""TrainingService: start, inspect, cancel and watch training jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from artdet.v1 import artdet_pb2 as pb
+from artdet.v1 import artdet_pb2_grpc as rpc
+from detector.config import TrainConfig
+from server.errors import InvalidArgument, rpc_errors
+from server.jobs import TERMINAL, JobRunner
+from server.model_repository import ModelRepository
+from server.store import JobRow, Store, check_name
+
+STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING, "succeeded": pb.JOB_STATE_SUCCEEDED,
+          "failed": pb.JOB_STATE_FAILED, "cancelled": pb.JOB_STATE_CANCELLED}
+STATE_NAMES = {v: k for k, v in STATES.items()}
+TYPED_PARAMETERS = ("arch", "strategy", "stage1_epochs", "stage2_epochs", "max_size", "seed", "lr",
+                    "stage2_lr_factor", "optimizer", "batch_size", "trainable_backbone_layers", "patience",
+                    "max_iters_per_epoch", "val_fraction")
+# options a remote caller may not set: they name files on the server or its hardware
+SERVER_OWNED = {"train", "val", "images", "weights", "device", "augment"}
+
+
+def _parse_option(name: str, text: str, kind: str) -> Any:
+    try:
+        if kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+        if kind.startswith("tuple"):
+            return tuple(float(v) for v in text.split(","))
+        return text
+    except ValueError:
+        raise InvalidArgument(f"parameters.extra[{name!r}]: {text!r} is not a valid {kind}") from None
+
+
+def config_from_parameters(params: pb.TrainingParameters, train: Path, images: Path) -> TrainConfig:
+    config = TrainConfig(train=str(train), images=str(images))
+    for name in TYPED_PARAMETERS:
+        if params.HasField(name):
+            setattr(config, name, getattr(params, name))
+    if params.HasField("augment"):
+        config.augment.enabled = params.augment
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    for name, text in params.extra.items():
+        if name not in kinds or name in SERVER_OWNED:
+            raise InvalidArgument(f"parameters.extra: unknown or server-owned option {name!r}")
+        setattr(config, name, _parse_option(name, text, kinds[name]))
+    return config
+
+
+def job_message(job: JobRow) -> pb.Job:
+    metrics = job.run_dir / "metrics.json"
+    return pb.Job(
+        id=job.id, state=STATES[job.state], dataset_name=job.dataset_name, dataset_version=job.dataset_version,
+        model_name=job.model_name, model_version=job.model_version, config_json=json.dumps(job.config),
+        error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        restarts=job.restarts, summary_json=metrics.read_text() if job.state in TERMINAL and metrics.is_file() else "")
+
+
+def event_message(job_id: str, event: dict[str, Any], state: str) -> pb.JobEvent:
+    message = pb.JobEvent(job_id=job_id, type=event["type"], time=event.get("time", 0.0), state=STATES[state],
+                          payload_json=json.dumps(event))
+    if event["type"] == "step":
+        message.stage, message.epoch, message.step = event["stage"], event["epoch"], event["step"]
+        message.steps_per_epoch, message.iteration = event["steps_per_epoch"], event["iteration"]
+        message.losses.update(event["losses"])
+        message.lr, message.eta_seconds = event["lr"], event["eta_seconds"]
+    elif event["type"] == "evaluated":
+        message.stage, message.epoch = event["metrics"]["stage"], event["metrics"]["epoch"]
+        message.map, message.ap50 = event["metrics"]["map"], event["metrics"]["ap50"]
+    elif event["type"] == "stage_started":
+        message.stage = event["stage"]
+    return message
+
+
+def follow_events(path: Path, finished, is_active, poll: float = 0.2) -> Iterator[dict[str, Any]]:
+    """Every event in the file, then new ones as they are appended, until `finished()` and all is read."""
+    offset = 0
+    pending = b""
+    while True:
+        done = finished()
+        if path.is_file():
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            offset += len(data)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    event = json.loads(line)
+                    yield event
+                    if event["type"] == "finished":
+                        return
+        if done or not is_active():
+            return
+        time.sleep(poll)
+
+
+class TrainingServicer(rpc.TrainingServiceServicer):
+    def __init__(self, store: Store, runner: JobRunner, repository: ModelRepository):
+        self.store = store
+        self.runner = runner
+        self.repository = repository
+
+    @rpc_errors
+    def StartJob(self, request, context):
+        dataset = self.store.get_dataset(check_name(request.dataset_name, "dataset_name"), request.dataset_version)
+        config = config_from_parameters(request.parameters, dataset.path / "annotations.json",
+                                        dataset.path / "images")
+        base = ""
+        if request.WhichOneof("start_from") == "base_model":
+            ref = request.base_model
+            version = ref.version or self.repository.active_version(ref.name)
+            model = self.store.get_model(check_name(ref.name, "base_model.name"), version)
+            checkpoint = self.store.run_dir(model.job_id) / "checkpoints" / "best.pt"
+            if not checkpoint.is_file():
+                raise InvalidArgument(f"base_model: the checkpoint of {ref.name} v{version} is gone ({checkpoint})")
+            if request.parameters.HasField("arch") and request.parameters.arch != model.card["arch"]:
+                raise InvalidArgument(f"parameters.arch: base_model {ref.name} v{version} is a "
+                                      f"{model.card['arch']}, not {request.parameters.arch}")
+            config.arch, config.weights, base = model.card["arch"], str(checkpoint), f"{ref.name}/{version}"
+        elif request.WhichOneof("start_from") == "weights":
+            if request.weights not in ("coco", "none"):
+                raise InvalidArgument("weights: 'coco' or 'none' (use base_model to retrain a registered model)")
+            config.weights = request.weights
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise InvalidArgument(f"parameters: {exc}") from None
+        model_name = check_name(request.model_name or dataset.name, "model_name")
+        return job_message(self.runner.submit(dataset, model_name, config.to_dict(), base))
+
+    @rpc_errors
+    def GetJob(self, request, context):
+        return job_message(self.store.get_job(request.id))
+
+    @rpc_errors
+    def ListJobs(self, request, context):
+        state = STATE_NAMES.get(request.state, "")
+        return pb.ListJobsResponse(jobs=[job_message(j) for j in self.store.list_jobs(state)])
+
+    @rpc_errors
+    def CancelJob(self, request, context):
+        return job_message(self.runner.cancel(request.id))
+
+    @rpc_errors
+    def WatchJob(self, request, context):
+        job = self.store.get_job(request.id)
+        path = job.run_dir / "events.jsonl"
+
+        def finished() -> bool:
+            return self.store.get_job(job.id).state in TERMINAL
+
+        for event in follow_events(path, finished, context.is_active):
+            yield event_message(job.id, event, self.store.get_job(job.id).state)

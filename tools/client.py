@@ -1,0 +1,156 @@
+"""Client side of the API: channel and auth, dataset push, job watching. Used by `artdet` commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+from tqdm import tqdm
+
+from artdet.v1 import artdet_pb2 as pb
+from artdet.v1 import artdet_pb2_grpc as rpc
+from detector.images import resolve_inside
+
+TOKEN_ENV = "ARTDET_TOKEN"
+CHUNK_BYTES = 1 << 20
+TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+
+
+@dataclass
+class Connection:
+    channel: grpc.Channel
+    metadata: tuple[tuple[str, str], ...]
+
+    def datasets(self) -> rpc.DatasetServiceStub:
+        return rpc.DatasetServiceStub(self.channel)
+
+    def training(self) -> rpc.TrainingServiceStub:
+        return rpc.TrainingServiceStub(self.channel)
+
+    def models(self) -> rpc.ModelServiceStub:
+        return rpc.ModelServiceStub(self.channel)
+
+    def detection(self) -> rpc.DetectionServiceStub:
+        return rpc.DetectionServiceStub(self.channel)
+
+
+def connect(server: str, token: str | None = None, tls_ca: str | None = None,
+            max_message_mb: int = 64) -> Connection:
+    options = [("grpc.max_receive_message_length", max_message_mb << 20),
+               ("grpc.max_send_message_length", max_message_mb << 20)]
+    if tls_ca:
+        credentials = grpc.ssl_channel_credentials(Path(tls_ca).read_bytes())
+        channel = grpc.secure_channel(server, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(server, options=options)
+    token = token or os.environ.get(TOKEN_ENV)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    return Connection(channel, metadata)
+
+
+# -- datasets -------------------------------------------------------------------------------------
+
+def _coco_image_files(annotation_file: Path, image_root: Path) -> list[tuple[str, Path]]:
+    coco = json.loads(annotation_file.read_text(encoding="utf-8"))
+    files = []
+    for image in coco.get("images", []):
+        name = str(image.get("file_name", "")).replace("\\", "/")
+        files.append((name, resolve_inside(image_root, name)))
+    return files
+
+
+def _voc_files(annotation_dir: Path, image_root: Path) -> tuple[list[pb.AnnotationFile], list[tuple[str, Path]]]:
+    import xml.etree.ElementTree as ET
+
+    annotations, images = [], []
+    for xml_path in sorted(annotation_dir.rglob("*.xml")):
+        content = xml_path.read_bytes()
+        annotations.append(pb.AnnotationFile(file_name=str(xml_path.relative_to(annotation_dir)), content=content))
+        try:
+            name = (ET.fromstring(content).findtext("filename") or "").strip()
+        except ET.ParseError:
+            continue  # the server reports it, with every other problem
+        if name:
+            images.append((name, resolve_inside(image_root, name)))
+    return annotations, images
+
+
+def upload_requests(name: str, annotations: Path, images: Path | None,
+                    progress: bool = True) -> Iterator[pb.UploadDatasetRequest]:
+    """Header, then every referenced image in 1 MiB chunks; the last chunk of a file carries its sha256."""
+    if annotations.is_dir():
+        root = images or (annotations.parent / "JPEGImages" if (annotations.parent / "JPEGImages").is_dir()
+                          else annotations)
+        annotation_files, files = _voc_files(annotations, root)
+        header = pb.DatasetHeader(name=name, format=pb.DATASET_FORMAT_VOC, annotation_files=annotation_files)
+    else:
+        root = images or annotations.parent
+        files = _coco_image_files(annotations, root)
+        header = pb.DatasetHeader(name=name, format=pb.DATASET_FORMAT_COCO, annotation_files=[
+            pb.AnnotationFile(file_name=annotations.name, content=annotations.read_bytes())])
+    yield pb.UploadDatasetRequest(header=header)
+    present = [(n, p) for n, p in dict(files).items() if p.is_file()]  # missing ones: the server lists them
+    total = sum(p.stat().st_size for _, p in present)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"push {name}", disable=not progress) as bar:
+        for file_name, path in present:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                data = handle.read(CHUNK_BYTES)
+                while True:
+                    following = handle.read(CHUNK_BYTES)
+                    digest.update(data)
+                    yield pb.UploadDatasetRequest(chunk=pb.ImageChunk(
+                        file_name=file_name, data=data, sha256="" if following else digest.hexdigest()))
+                    bar.update(len(data))
+                    if not following:
+                        break
+                    data = following
+
+
+def push_dataset(connection: Connection, name: str, annotations: Path, images: Path | None = None,
+                 progress: bool = True, timeout: float | None = None) -> pb.Dataset:
+    return connection.datasets().UploadDataset(upload_requests(name, annotations, images, progress),
+                                               metadata=connection.metadata, timeout=timeout)
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+
+def watch_job(connection: Connection, job_id: str, progress: bool = True, out=sys.stderr) -> pb.Job:
+    """Follow a job's events with a progress bar (loss, lr, ETA) and per-epoch mAP; returns the final job."""
+    bar = None
+    for event in connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata):
+        if event.type == "step":
+            if not progress:
+                continue
+            if bar is None:
+                bar = tqdm(total=event.steps_per_epoch, desc=f"{event.stage} epoch {event.epoch}", leave=False,
+                           file=out)
+            bar.n = event.step
+            bar.set_postfix(loss=f"{event.losses.get('loss', 0):.3f}", lr=f"{event.lr:.1e}",
+                            eta=f"{event.eta_seconds:.0f}s")
+            continue
+        if bar is not None:
+            bar.close()
+            bar = None
+        if event.type == "evaluated":
+            tqdm.write(f"[{event.stage} epoch {event.epoch}] val mAP {event.map:.4f} AP50 {event.ap50:.4f}", file=out)
+        elif event.type in ("queued", "started", "restarted", "stage_started", "exporting", "registered",
+                            "failed", "cancelled", "early_stopped", "baseline", "strategy"):
+            payload = json.loads(event.payload_json)
+            payload.pop("time", None)
+            payload.pop("type", None)
+            detail = {k: v for k, v in payload.items() if k not in ("decision", "metrics")}
+            if event.type == "baseline":
+                detail = {"map": payload["metrics"]["map"], "ap50": payload["metrics"]["ap50"]}
+            if event.type == "strategy":
+                detail = {"strategy": payload["decision"]["strategy"], "why": payload["decision"]["reasons"][-1]}
+            tqdm.write(f"{event.type}: {json.dumps(detail)}", file=out)
+    if bar is not None:
+        bar.close()
+    return connection.training().GetJob(pb.GetJobRequest(id=job_id), metadata=connection.metadata)

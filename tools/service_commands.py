@@ -1,0 +1,359 @@
+"""`artdet serve | push | jobs | models` and `artdet detect --server`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from detector.cli import add_train_config_arguments, print_json
+from detector.config import TrainConfig
+
+SERVER_OWNED = ("train", "val", "images", "weights", "device")
+TYPED = ("arch", "strategy", "stage1_epochs", "stage2_epochs", "max_size", "seed", "lr", "stage2_lr_factor",
+         "optimizer", "batch_size", "trainable_backbone_layers", "patience", "max_iters_per_epoch", "val_fraction")
+
+
+def _connect(args):
+    from tools.client import connect
+
+    return connect(args.server, args.token, args.tls_ca)
+
+
+def _message_json(message) -> dict:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+# serve ------------------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import ServerConfig, serve
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServerConfig)
+              if getattr(args, f.name, None) is not None}
+    serve(ServerConfig(**values))
+    return 0
+
+
+# datasets ---------------------------------------------------------------------------------------
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from tools.client import push_dataset
+
+    annotations = Path(args.annotations)
+    if not annotations.exists():
+        raise FileNotFoundError(f"annotations not found: {annotations}")
+    dataset = push_dataset(_connect(args), args.name, annotations, Path(args.images) if args.images else None,
+                           progress=not args.quiet)
+    if args.json:
+        print_json(_message_json(dataset))
+    else:
+        stats = dataset.statistics
+        note = " (identical to an existing version)" if dataset.reused else ""
+        print(f"{dataset.name} v{dataset.version}{note}: {stats.images} images, {stats.boxes} boxes", file=sys.stderr)
+        print(dataset.version)
+    return 0
+
+
+# jobs -------------------------------------------------------------------------------------------
+
+def training_parameters(args: argparse.Namespace):
+    from artdet.v1 import artdet_pb2 as pb
+
+    params = pb.TrainingParameters()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is None or f.name in SERVER_OWNED or f.name == "augment":
+            continue
+        if f.name in TYPED:
+            setattr(params, f.name, value)
+        else:
+            params.extra[f.name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if args.augment_enabled is not None:
+        params.augment = args.augment_enabled
+    return params
+
+
+def cmd_jobs_start(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    request = pb.StartJobRequest(dataset_name=args.dataset, dataset_version=args.dataset_version,
+                                 parameters=training_parameters(args), model_name=args.model_name or "")
+    if args.base_model:
+        name, _, version = args.base_model.partition(":")
+        request.base_model.CopyFrom(pb.ModelRef(name=name, version=int(version or 0)))
+    else:
+        request.weights = args.weights
+    connection = _connect(args)
+    job = connection.training().StartJob(request, metadata=connection.metadata)
+    print(job.id)
+    if not args.watch:
+        return 0
+    return _finish_watch(connection, job.id, args)
+
+
+def _finish_watch(connection, job_id: str, args) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+    from tools.client import watch_job
+
+    job = watch_job(connection, job_id, progress=not args.quiet)
+    state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+    if job.state == pb.JOB_STATE_SUCCEEDED:
+        summary = json.loads(job.summary_json or "{}")
+        final, baseline = summary.get("final", {}), summary.get("baseline", {})
+        print(f"job {job.id} succeeded: model {job.model_name} v{job.model_version}; mAP "
+              f"{baseline.get('map', 0):.4f} (baseline) -> {final.get('map', 0):.4f}", file=sys.stderr)
+        return 0
+    print(f"job {job.id} {state}" + (f": {job.error}" if job.error else ""), file=sys.stderr)
+    return 1
+
+
+def cmd_jobs_watch(args: argparse.Namespace) -> int:
+    return _finish_watch(_connect(args), args.job_id, args)
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    job = connection.training().CancelJob(pb.CancelJobRequest(id=args.job_id), metadata=connection.metadata)
+    print(f"job {job.id}: {pb.JobState.Name(job.state).removeprefix('JOB_STATE_').lower()}")
+    return 0
+
+
+def _job_json(job) -> dict:
+    from artdet.v1 import artdet_pb2 as pb
+
+    return {"id": job.id, "state": pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower(),
+            "dataset": job.dataset_name, "dataset_version": job.dataset_version, "model_name": job.model_name,
+            "model_version": job.model_version, "error": job.error, "created_at": job.created_at,
+            "started_at": job.started_at, "finished_at": job.finished_at, "restarts": job.restarts}
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    jobs = connection.training().ListJobs(pb.ListJobsRequest(), metadata=connection.metadata).jobs
+    rows = [_job_json(j) for j in jobs]
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print(f"{row['id']}  {row['state']:<9}  {row['dataset']} v{row['dataset_version']} -> "
+                  f"{row['model_name']}" + (f" v{row['model_version']}" if row["model_version"] else ""))
+    return 0
+
+
+# models -----------------------------------------------------------------------------------------
+
+def _model_json(model) -> dict:
+    return {"name": model.name, "version": model.version, "active": model.active,
+            "metrics": json.loads(model.metrics_json or "{}"), "arch": model.arch, "classes": list(model.class_names),
+            "job_id": model.job_id, "sha256": model.sha256}
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    models = connection.models().ListModels(pb.ListModelsRequest(name=args.name or ""),
+                                            metadata=connection.metadata).models
+    rows = [_model_json(m) for m in models]
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            final = (row["metrics"].get("final") or {}).get("map")
+            print(f"{'*' if row['active'] else ' '} {row['name']} v{row['version']}  {row['arch']}  "
+                  f"mAP {final if final is not None else '-'}")
+    return 0
+
+
+def cmd_models_activate(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    model = connection.models().ActivateModel(pb.ModelRef(name=args.name, version=args.version),
+                                              metadata=connection.metadata)
+    print(f"{model.name} v{model.version} is active")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    model = connection.models().RollbackModel(pb.RollbackModelRequest(name=args.name), metadata=connection.metadata)
+    print(f"{model.name} v{model.version} is active")
+    return 0
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from artdet.v1 import artdet_pb2 as pb
+    from detector.checkpoint import atomic_write_bytes
+
+    connection = _connect(args)
+    chunks = connection.models().DownloadModel(pb.ModelRef(name=args.name, version=args.version),
+                                               metadata=connection.metadata)
+    digest, expected, parts = hashlib.sha256(), "", []
+    for chunk in chunks:
+        digest.update(chunk.data)
+        parts.append(chunk.data)
+        expected = chunk.sha256 or expected
+    if digest.hexdigest() != expected:
+        raise ValueError(f"download of {args.name} arrived damaged (sha256 mismatch)")
+    atomic_write_bytes(Path(args.out), lambda handle: [handle.write(p) for p in parts])
+    print(args.out)
+    return 0
+
+
+def cmd_models_describe(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    info = []
+    for item in args.class_info:
+        name, sep, description = item.partition("=")
+        if not sep:
+            raise ValueError(f"class info {item!r}: expected CLASS=DESCRIPTION")
+        info.append(pb.ClassInfo(name=name, description=description))
+    connection = _connect(args)
+    model = connection.models().SetClassInfo(pb.SetClassInfoRequest(
+        model=pb.ModelRef(name=args.name, version=args.version), class_info=info), metadata=connection.metadata)
+    print_json(_model_json(model))
+    return 0
+
+
+# detect -----------------------------------------------------------------------------------------
+
+def cmd_detect_remote(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+    from detector.draw import save_drawing
+    from detector.images import decode_image
+    from detector.inference import Detection, DetectionResult
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    data = path.read_bytes()
+    request = pb.DetectRequest(image=data, model_name=args.model or "", score_threshold=args.threshold,
+                               max_detections=args.top_k, classes=args.classes.split(",") if args.classes else [])
+    connection = _connect(args)
+    response = connection.detection().Detect(request, metadata=connection.metadata, timeout=args.timeout)
+    result = DetectionResult(response.width, response.height, [
+        Detection((d.box.x1, d.box.y1, d.box.x2, d.box.y2), d.score, d.label_id, d.label)
+        for d in response.detections])
+    if args.draw:
+        save_drawing(decode_image(data, source=str(path)), result, args.draw)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        for det in response.detections:
+            print(f"{det.label} {det.score:.2f} [{det.box.x1:.0f}, {det.box.y1:.0f}, {det.box.x2:.0f}, "
+                  f"{det.box.y2:.0f}] {det.description}")
+    return 0
+
+
+# parser -----------------------------------------------------------------------------------------
+
+def add_connection_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--server", required=required, help="HOST:PORT of an artdet server")
+    parser.add_argument("--token", help="bearer token (default: $ARTDET_TOKEN)")
+    parser.add_argument("--tls-ca", help="CA certificate to verify a TLS server")
+
+
+# `artdet serve` flags: ServerConfig fields (server/app.py holds the defaults)
+SERVE_FLAGS = {
+    "data_dir": (str, "data directory: SQLite index, datasets, runs, models (default ./artdet-data)"),
+    "host": (str, "address to bind (default 127.0.0.1; 0.0.0.0 for every interface)"),
+    "port": (int, "gRPC port (default 50051; 0 picks a free one)"),
+    "model_dir": (str, "Detect-only replica: serve the models directory DIR (no database, no training)"),
+    "tokens_file": (str, 'JSON {"TOKEN": ["annotator"|"operator"|"client"|"admin", ...]}; also $ARTDET_TOKENS'),
+    "tls_cert": (str, "PEM certificate chain for TLS"),
+    "tls_key": (str, "PEM private key for TLS"),
+    "max_message_mb": (int, "largest gRPC message (default 32)"),
+    "max_image_pixels": (int, "largest image accepted (default 40,000,000 pixels)"),
+    "max_upload_mb": (int, "largest dataset upload (default 20,000 MB)"),
+    "job_concurrency": (int, "training jobs run at once (default 1)"),
+    "rpc_threads": (int, "gRPC worker threads (default 16)"),
+    "ort_intra_threads": (int, "onnxruntime intra-op threads per model (default: onnxruntime's)"),
+    "ort_inter_threads": (int, "onnxruntime inter-op threads per model"),
+    "default_model": (str, "model name Detect uses when a request names none"),
+    "metrics_port": (int, "Prometheus metrics HTTP port (default: off)"),
+    "refresh_seconds": (float, "how often a Detect-only replica re-reads active versions (default 2)"),
+}
+
+
+def add_service_commands(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the gRPC service (or a Detect-only replica with --model-dir)")
+    for flag, (kind, help_text) in SERVE_FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
+    p.set_defaults(handler=cmd_serve)
+
+    p = subparsers.add_parser("push", help="upload a COCO file (or VOC folder) and its images as a dataset version")
+    p.add_argument("annotations", help="COCO JSON or a Pascal VOC folder of XML files")
+    p.add_argument("--name", required=True, help="dataset name")
+    p.add_argument("--images", help="image root (default: the annotation file's folder)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_push)
+
+    jobs = subparsers.add_parser("jobs", help="training jobs on a server").add_subparsers(dest="jobs_command",
+                                                                                         required=True)
+    p = jobs.add_parser("start", help="start a training job")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset-version", type=int, default=0, help="default: the latest")
+    p.add_argument("--model-name", help="register the model under this name (default: the dataset's)")
+    p.add_argument("--base-model", help="NAME[:VERSION] of a registered model to retrain from")
+    p.add_argument("--watch", action="store_true", help="follow the job until it ends (exit 1 unless it succeeds)")
+    p.add_argument("--quiet", action="store_true")
+    add_train_config_arguments(p, exclude=("train", "val", "images", "device"))
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_jobs_start, weights="coco")
+    for name, handler, text in (("watch", cmd_jobs_watch, "follow a job (replays its past events)"),
+                                ("cancel", cmd_jobs_cancel, "cancel a queued or running job")):
+        p = jobs.add_parser(name, help=text)
+        p.add_argument("job_id")
+        p.add_argument("--quiet", action="store_true")
+        add_connection_arguments(p)
+        p.set_defaults(handler=handler)
+    p = jobs.add_parser("list", help="list jobs")
+    p.add_argument("--json", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_jobs_list)
+
+    models = subparsers.add_parser("models", help="the model registry").add_subparsers(dest="models_command",
+                                                                                      required=True)
+    p = models.add_parser("list", help="list model versions")
+    p.add_argument("--name")
+    p.add_argument("--json", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_list)
+    p = models.add_parser("activate", help="serve a version under its name")
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_activate)
+    p = models.add_parser("rollback", help="serve the previously active version again")
+    p.add_argument("name")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_rollback)
+    p = models.add_parser("download", help="download a version's ONNX file")
+    p.add_argument("name")
+    p.add_argument("version", type=int, nargs="?", default=0)
+    p.add_argument("--out", required=True)
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_download)
+    p = models.add_parser("describe", help="set per-class descriptions the app shows with detections")
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    p.add_argument("class_info", nargs="+", metavar="CLASS=DESCRIPTION")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_describe)
