@@ -1,40 +1,19 @@
-"""Atomic checkpoint files and the random-number state a resumed run needs to continue exactly."""
+"""Checkpoint files and the random-number state a resumed run needs to continue exactly."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from detector.files import atomic_write_bytes
 
 
 def save_torch(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
-
-
-def save_json(obj: Any, path: Path) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=False).encode()
-    atomic_write_bytes(path, lambda handle: handle.write(text))
 
 
 def load_torch(path: Path) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import onnx
 import torch
 from torch import nn
 
-from detector.checkpoint import atomic_write_bytes, load_torch
+from detector.checkpoint import load_torch
+from detector.files import atomic_write_bytes
 from detector.dataset import DetectionDataset
 from detector.images import decode_image
 from detector.inference import INPUT_NAME, OUTPUT_NAMES, Detector

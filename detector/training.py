@@ -21,7 +21,8 @@ from torch import nn
 
 from detector.architectures import Architecture, get_architecture
 from detector.augment import build_train_transform
-from detector.checkpoint import load_torch, restore_rng, save_json, seed_everything
+from detector.checkpoint import load_torch, restore_rng, seed_everything
+from detector.files import save_json
 from detector.config import TrainConfig
 from detector.dataset import DetectionDataset, load_coco
 from detector.distributed import DistContext, broadcast_from_main, init_distributed, shutdown

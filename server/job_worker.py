@@ -14,7 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
-from detector.checkpoint import save_json
+from detector.files import save_json
 
 
 def _event(run_dir: Path, kind: str, **payload) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from detector.checkpoint import save_json
+from detector.files import save_json
 from server.errors import FailedPrecondition
 from server.store import DatasetRow, JobRow, Store
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.checkpoint import save_json
+from detector.files import save_json
 from detector.inference import Detector
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from detector.checkpoint import save_json
+from detector.files import save_json
 from server.errors import FailedPrecondition, InvalidArgument, NotFound
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -72,3 +72,67 @@ def overfit_run(tmp_path_factory, torch_home) -> Path:
     config.augment.enabled = False
     train(config, root / "run", progress=False)
     return root / "run"
+
+
+TOKENS = {"admin": "admin-token", "annotator": "annotator-token", "operator": "operator-token",
+          "client": "client-token"}
+
+
+class ServerProcess:
+    """`artdet serve` in a subprocess on a free loopback port, as an operator would run it."""
+
+    def __init__(self, data_dir: Path, *extra: str, env: dict | None = None):
+        self.data_dir = data_dir
+        self.extra = [str(e) for e in extra]
+        self.env = {**os.environ, "ARTDET_TOKENS": ";".join(f"{t}={r}" for r, t in TOKENS.items()),
+                    **(env or {})}
+        self.process: subprocess.Popen | None = None
+        self.address = ""
+        self.log = data_dir.parent / f"{data_dir.name}-server.log"
+
+    def start(self, port: int = 0) -> "ServerProcess":
+        import time
+
+        args = [sys.executable, "-m", "tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(port),
+                *self.extra]
+        self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=self.log.open("ab"), text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith("artdet: ready on "):
+                self.address = line.split()[-1]
+                return self
+            if self.process.poll() is not None:
+                break
+        raise AssertionError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def connect(self, role: str = "admin"):
+        from tools.client import connect
+
+        return connect(self.address, TOKENS[role] if role else None)
+
+
+def write_shapes_for_server(root: Path, images: int = 8, seed: int = 11) -> Path:
+    from detector.synthetic import write_shapes_dataset
+
+    return write_shapes_dataset(root, images=images, seed=seed, name="annotations.json")
+
+
+TINY_JOB = ["--arch", TINY_ARCH, "--stage1-epochs", "1", "--stage2-epochs", "1", "--max-size", "128",
+            "--max-iters-per-epoch", "2", "--batch-size", "2", "--workers", "0"]

@@ -56,13 +56,21 @@ def connect(server: str, token: str | None = None, tls_ca: str | None = None,
 
 # -- datasets -------------------------------------------------------------------------------------
 
+def _referenced(image_root: Path, name: str) -> list[tuple[str, Path]]:
+    try:
+        return [(name, resolve_inside(image_root, name))]
+    except ValueError:
+        return []  # not sent; the server's validation names it
+
+
 def _coco_image_files(annotation_file: Path, image_root: Path) -> list[tuple[str, Path]]:
-    coco = json.loads(annotation_file.read_text(encoding="utf-8"))
-    files = []
-    for image in coco.get("images", []):
-        name = str(image.get("file_name", "")).replace("\\", "/")
-        files.append((name, resolve_inside(image_root, name)))
-    return files
+    """The images a COCO file references; a file the client cannot parse is sent as is for the server to judge."""
+    try:
+        coco = json.loads(annotation_file.read_text(encoding="utf-8"))
+        entries = [str(image.get("file_name", "")) for image in coco.get("images", [])]
+    except (ValueError, AttributeError, TypeError):
+        return []
+    return [item for name in entries for item in _referenced(image_root, name.replace("\\", "/"))]
 
 
 def _voc_files(annotation_dir: Path, image_root: Path) -> tuple[list[pb.AnnotationFile], list[tuple[str, Path]]]:
@@ -77,7 +85,7 @@ def _voc_files(annotation_dir: Path, image_root: Path) -> tuple[list[pb.Annotati
         except ET.ParseError:
             continue  # the server reports it, with every other problem
         if name:
-            images.append((name, resolve_inside(image_root, name)))
+            images.extend(_referenced(image_root, name))
     return annotations, images
 
 

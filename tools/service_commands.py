@@ -197,7 +197,7 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     import hashlib
 
     from artdet.v1 import artdet_pb2 as pb
-    from detector.checkpoint import atomic_write_bytes
+    from detector.files import atomic_write_bytes
 
     connection = _connect(args)
     chunks = connection.models().DownloadModel(pb.ModelRef(name=args.name, version=args.version),

@@ -1,0 +1,393 @@
+"""The gRPC service against a real server process on a loopback port."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from PIL import Image
+
+from artdet.v1 import artdet_pb2 as pb
+from tests.conftest import (PEOPLE_ART, ROOT, TINY_JOB, TOKENS, ServerProcess, artdet, needs_people_art,
+                            write_shapes_for_server)
+from tools.client import push_dataset, upload_requests
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli_env() -> dict:
+    return {"ARTDET_TOKEN": TOKENS["admin"]}
+
+
+def _start_job(server: ServerProcess, dataset: str, *extra: str, watch: bool = True) -> str:
+    result = artdet("jobs", "start", "--server", server.address, "--dataset", dataset, *TINY_JOB, *extra,
+                    *(["--watch", "--quiet"] if watch else []), env=_cli_env())
+    return result.stdout.split()[0]
+
+
+def _jpeg(size=(96, 64), colour=(120, 80, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shapes_server(tmp_path_factory, torch_home):
+    """A server holding a synthetic dataset and two trained, registered model versions ("shapes" v1, v2)."""
+    root = tmp_path_factory.mktemp("server")
+    annotations = write_shapes_for_server(root / "upload")
+    server = ServerProcess(root / "data", "--max-image-pixels", "300000", "--metrics-port", _free_port(),
+                           env={"TORCH_HOME": str(torch_home)})
+    server.metrics_port = int(server.extra[-1])
+    server.start()
+    push_dataset(server.connect("annotator"), "shapes", annotations, progress=False)
+    server.jobs = [_start_job(server, "shapes", "--seed", str(seed)) for seed in (1, 2)]
+    server.annotations = annotations
+    yield server
+    server.stop()
+
+
+def test_health_reflection_and_metrics(shapes_server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel = grpc.insecure_channel(shapes_server.address)
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    responses = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    services = {s.name for s in next(responses).list_services_response.service}
+    assert {"artdet.v1.DatasetService", "artdet.v1.TrainingService", "artdet.v1.ModelService",
+            "artdet.v1.DetectionService", "grpc.health.v1.Health"} <= services
+    text = urllib.request.urlopen(f"http://127.0.0.1:{shapes_server.metrics_port}/metrics", timeout=10).read().decode()
+    assert 'artdet_grpc_requests_total{code="OK",method="/artdet.v1.TrainingService/StartJob"}' in text
+    assert "artdet_grpc_latency_seconds_bucket" in text and 'artdet_jobs{state="succeeded"} 2.0' in text
+
+
+def test_upload_is_idempotent_and_versions_are_immutable(shapes_server, tmp_path):
+    connection = shapes_server.connect("annotator")
+    again = push_dataset(connection, "shapes", shapes_server.annotations, progress=False)
+    assert (again.version, again.reused) == (1, True)
+    coco = json.loads(shapes_server.annotations.read_text())
+    coco["annotations"] = coco["annotations"][:-1]  # a fixed annotation makes a new version
+    changed = shapes_server.annotations.parent / "changed.json"
+    changed.write_text(json.dumps(coco))
+    new = push_dataset(connection, "shapes", changed, progress=False)
+    assert (new.version, new.reused) == (2, False)
+    assert new.statistics.boxes == again.statistics.boxes - 1
+    listed = connection.datasets().ListDatasets(pb.ListDatasetsRequest(name="shapes"), metadata=connection.metadata)
+    assert [d.version for d in listed.datasets] == [1, 2]
+    stats = connection.datasets().GetDataset(pb.GetDatasetRequest(name="shapes", version=1),
+                                             metadata=connection.metadata).statistics
+    assert stats.images == 8 and {c.name for c in stats.boxes_per_class} == {"circle", "square"}
+    assert (shapes_server.data_dir / "datasets" / "shapes" / "v1" / "annotations.json").is_file()
+    deleted = connection.datasets().DeleteDataset(pb.DeleteDatasetRequest(name="shapes", version=2),
+                                                  metadata=connection.metadata)
+    assert deleted.deleted_versions == 1
+
+
+def test_activation_during_detect_calls_never_fails(shapes_server):
+    operator = shapes_server.connect("operator")
+    client = shapes_server.connect("client")
+    models = operator.models()
+    models.ActivateModel(pb.ModelRef(name="shapes", version=1), metadata=operator.metadata)
+    image = _jpeg()
+    versions, errors = [], []
+    activated_at: list[int] = []
+    stop = threading.Event()
+
+    def call_detect():
+        while not stop.is_set():
+            try:
+                reply = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.0),
+                                                  metadata=client.metadata, timeout=30)
+                versions.append(reply.model_version)
+            except grpc.RpcError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=call_detect) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    while len(versions) < 20:
+        time.sleep(0.01)
+    models.ActivateModel(pb.ModelRef(name="shapes", version=2), metadata=operator.metadata)
+    activated_at.append(len(versions))
+    while len(versions) < activated_at[0] + 20:
+        time.sleep(0.01)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    assert set(versions[:15]) == {1}
+    assert set(versions[activated_at[0] + 3:]) == {2}  # the 3 calls in flight at activation may finish on v1
+    rolled = models.RollbackModel(pb.RollbackModelRequest(name="shapes"), metadata=operator.metadata)
+    assert rolled.version == 1 and rolled.active
+    reply = client.detection().Detect(pb.DetectRequest(image=image), metadata=client.metadata)
+    assert reply.model_version == 1
+
+
+def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
+    listed = json.loads(artdet("models", "list", "--server", shapes_server.address, "--json", env=_cli_env()).stdout)
+    assert [(m["name"], m["version"]) for m in listed] == [("shapes", 1), ("shapes", 2)]
+    assert all(set(m) >= {"name", "version", "active", "metrics"} for m in listed)
+    assert "baseline" in listed[0]["metrics"] and "final" in listed[0]["metrics"]
+    artdet("models", "download", "shapes", "2", "--out", tmp_path / "m.onnx", "--server", shapes_server.address,
+           env=_cli_env())
+    from detector.inference import Detector
+
+    assert Detector(tmp_path / "m.onnx").class_names == ["circle", "square"]
+    operator = shapes_server.connect("operator")
+    active = [m for m in listed if m["active"]][0]["version"]
+    described = json.loads(artdet("models", "describe", "shapes", str(active), "circle=A round thing",
+                                  "--server", shapes_server.address, env=_cli_env()).stdout)
+    assert described["name"] == "shapes"
+    client = shapes_server.connect("client")
+    reply = client.detection().Detect(pb.DetectRequest(image=_jpeg(), score_threshold=0.0, classes=["circle"]),
+                                      metadata=client.metadata)
+    assert reply.detections and all(d.description == "A round thing" for d in reply.detections)
+    with pytest.raises(grpc.RpcError) as caught:
+        operator.models().DeleteModel(pb.ModelRef(name="shapes", version=active), metadata=operator.metadata)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_bad_inputs_get_the_right_status(shapes_server, tmp_path):
+    client, annotator = shapes_server.connect("client"), shapes_server.connect("annotator")
+
+    def status(call, *args, **kwargs):
+        with pytest.raises(grpc.RpcError) as caught:
+            call(*args, **kwargs)
+        return caught.value.code(), caught.value.details()
+
+    detect = client.detection().Detect
+    code, message = status(detect, pb.DetectRequest(image=b"\xff\xd8 not really a jpeg"), metadata=client.metadata)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "image" in message
+    code, message = status(detect, pb.DetectRequest(image=_jpeg(), model_name="nope"), metadata=client.metadata)
+    assert code == grpc.StatusCode.NOT_FOUND and "nope" in message
+    code, message = status(detect, pb.DetectRequest(image=_jpeg((1000, 1000))), metadata=client.metadata)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "exceeds the limit" in message
+    code, _ = status(detect, pb.DetectRequest(image=_jpeg()))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    code, _ = status(detect, pb.DetectRequest(image=_jpeg()), metadata=(("authorization", "Bearer wrong"),))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    code, message = status(annotator.training().ListJobs, pb.ListJobsRequest(), metadata=annotator.metadata)
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "operator" in message
+
+    # a broken annotation file: every problem named
+    broken = tmp_path / "broken.json"
+    coco = json.loads(shapes_server.annotations.read_text())
+    coco["annotations"][0]["bbox"] = [1, 1, -5, 3]
+    coco["annotations"][1]["category_id"] = 99
+    broken.write_text(json.dumps(coco))
+    code, message = status(push_dataset, annotator, "broken", broken, shapes_server.annotations.parent,
+                           progress=False)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "annotation 1: bbox has non-positive size" in message and "annotation 2: unknown category_id 99" in message
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{")
+    code, message = status(push_dataset, annotator, "broken", not_json, progress=False)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not valid JSON" in message
+
+    # path traversal in an image's file name
+    header = next(upload_requests("evil", shapes_server.annotations, None, progress=False))
+    evil = [header, pb.UploadDatasetRequest(chunk=pb.ImageChunk(file_name="../../escape.jpg", data=b"x",
+                                                                sha256="00"))]
+    code, message = status(annotator.datasets().UploadDataset, iter(evil), metadata=annotator.metadata)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "relative path inside" in message
+    assert not (shapes_server.data_dir.parent / "escape.jpg").exists()
+
+    # an upload the client abandons halfway leaves nothing visible
+    def abandoned():
+        for index, request in enumerate(upload_requests("abandoned", shapes_server.annotations, None, False)):
+            if index == 3:
+                raise RuntimeError("client crashed")
+            yield request
+
+    with pytest.raises(Exception):
+        annotator.datasets().UploadDataset(abandoned(), metadata=annotator.metadata)
+    time.sleep(0.5)
+    names = {d.name for d in annotator.datasets().ListDatasets(pb.ListDatasetsRequest(),
+                                                                metadata=annotator.metadata).datasets}
+    assert "abandoned" not in names and "evil" not in names and "broken" not in names
+    assert list((shapes_server.data_dir / "tmp").iterdir()) == []
+
+    operator = shapes_server.connect("operator")
+    code, message = status(operator.training().StartJob, pb.StartJobRequest(dataset_name="missing"),
+                           metadata=operator.metadata)
+    assert code == grpc.StatusCode.NOT_FOUND and "missing" in message
+    code, message = status(operator.training().StartJob, pb.StartJobRequest(
+        dataset_name="shapes", parameters=pb.TrainingParameters(arch="yolo")), metadata=operator.metadata)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "arch" in message
+    code, message = status(operator.training().StartJob, pb.StartJobRequest(
+        dataset_name="shapes", weights="/etc/passwd"), metadata=operator.metadata)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "weights" in message
+
+
+def test_watch_replays_past_events_and_cancel_frees_the_worker(shapes_server):
+    operator = shapes_server.connect("operator")
+    training = operator.training()
+    long_job = pb.StartJobRequest(dataset_name="shapes", parameters=pb.TrainingParameters(
+        arch="fasterrcnn_mobilenet_v3_large_320_fpn", stage1_epochs=50, stage2_epochs=50, max_size=128,
+        batch_size=2, extra={"workers": "0"}))
+    first = training.StartJob(long_job, metadata=operator.metadata)
+    second = training.StartJob(long_job, metadata=operator.metadata)
+    deadline = time.time() + 180
+    replay: list = []
+    while time.time() < deadline and not any(e.type == "step" for e in replay):
+        replay = _replay(operator, first.id, until="step", timeout=5)
+    assert training.GetJob(pb.GetJobRequest(id=second.id), metadata=operator.metadata).state == pb.JOB_STATE_QUEUED
+    assert [e.type for e in replay[:2]] == ["queued", "started"]
+    assert replay[-1].type == "step" and replay[-1].losses["loss"] > 0
+
+    cancelled = training.CancelJob(pb.CancelJobRequest(id=first.id), metadata=operator.metadata)
+    assert cancelled.state == pb.JOB_STATE_CANCELLED
+    finished = list(training.WatchJob(pb.WatchJobRequest(id=first.id), metadata=operator.metadata, timeout=30))
+    assert finished[-1].type == "finished" and finished[-1].state == pb.JOB_STATE_CANCELLED
+    deadline = time.time() + 30
+    while time.time() < deadline:  # the freed worker slot takes the queued job
+        if training.GetJob(pb.GetJobRequest(id=second.id), metadata=operator.metadata).state == pb.JOB_STATE_RUNNING:
+            break
+        time.sleep(0.2)
+    assert training.GetJob(pb.GetJobRequest(id=second.id), metadata=operator.metadata).state == pb.JOB_STATE_RUNNING
+    admin = shapes_server.connect("admin")
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.datasets().DeleteDataset(pb.DeleteDatasetRequest(name="shapes", version=1), metadata=admin.metadata)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and second.id in caught.value.details()
+    training.CancelJob(pb.CancelJobRequest(id=second.id), metadata=operator.metadata)
+    jobs = json.loads(artdet("jobs", "list", "--server", shapes_server.address, "--json", env=_cli_env()).stdout)
+    assert {j["id"]: j["state"] for j in jobs}[second.id] == "cancelled"
+
+
+def _replay(connection, job_id: str, until: str, timeout: float = 20) -> list:
+    """Events from a watch opened now, read until the first of type `until` (or the stream's end)."""
+    events = []
+    stream = connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata, timeout=timeout)
+    try:
+        for event in stream:
+            events.append(event)
+            if event.type == until:
+                break
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    stream.cancel()
+    return events
+
+
+def test_sigkill_during_training_resumes_after_restart(tmp_path, torch_home):
+    annotations = write_shapes_for_server(tmp_path / "upload")
+    server = ServerProcess(tmp_path / "data", env={"TORCH_HOME": str(torch_home)}).start()
+    try:
+        operator = server.connect("admin")
+        push_dataset(operator, "shapes", annotations, progress=False)
+        job = operator.training().StartJob(pb.StartJobRequest(dataset_name="shapes", parameters=pb.TrainingParameters(
+            arch="fasterrcnn_mobilenet_v3_large_320_fpn", stage1_epochs=1, stage2_epochs=3, max_size=128,
+            batch_size=2, extra={"workers": "0"})), metadata=operator.metadata)
+        events_file = tmp_path / "data" / "runs" / job.id / "events.jsonl"
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            text = events_file.read_text() if events_file.is_file() else ""
+            if text.count('"checkpoint_saved"') >= 2:
+                break
+            time.sleep(0.1)
+        worker_pid = next(json.loads(l)["pid"] for l in events_file.read_text().splitlines() if '"started"' in l)
+        server.kill()
+        time.sleep(1.0)
+        with pytest.raises(ProcessLookupError):  # the worker died with the server
+            os.kill(worker_pid, 0)
+            state = Path(f"/proc/{worker_pid}/stat").read_text().split()[2]
+            if state == "Z":
+                raise ProcessLookupError
+        server.start()
+        operator = server.connect("admin")
+        final = None
+        for event in operator.training().WatchJob(pb.WatchJobRequest(id=job.id), metadata=operator.metadata,
+                                                  timeout=300):
+            final = event
+        assert final.type == "finished"
+        done = operator.training().GetJob(pb.GetJobRequest(id=job.id), metadata=operator.metadata)
+        assert done.state == pb.JOB_STATE_SUCCEEDED and done.restarts == 1 and done.model_version == 1
+        types = [json.loads(l)["type"] for l in events_file.read_text().splitlines()]
+        assert "restarted" in types and "resumed" in types
+        metrics = json.loads(done.summary_json)
+        assert [e["global_epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+        datasets = operator.datasets().ListDatasets(pb.ListDatasetsRequest(), metadata=operator.metadata).datasets
+        assert [(d.name, d.version) for d in datasets] == [("shapes", 1)]
+        model = operator.models().GetModel(pb.ModelRef(name="shapes", version=1), metadata=operator.metadata)
+        assert model.size_bytes == (tmp_path / "data" / "models" / "shapes" / "1" / "model.onnx").stat().st_size
+    finally:
+        server.stop()
+
+
+@needs_people_art
+def test_whole_path_people_art_push_train_activate_detect(tmp_path, torch_home):
+    server = ServerProcess(tmp_path / "data", env={"TORCH_HOME": str(torch_home)}).start()
+    env = _cli_env()
+    try:
+        pushed = artdet("push", PEOPLE_ART / "train.json", "--server", server.address, "--name", "people-art",
+                        "--quiet", env=env)
+        assert pushed.stdout.strip() == "1"
+        artdet("jobs", "start", "--server", server.address, "--dataset", "people-art", "--arch",
+               "fasterrcnn_mobilenet_v3_large_320_fpn", "--stage1-epochs", "1", "--stage2-epochs", "1",
+               "--max-size", "256", "--max-iters-per-epoch", "4", "--model-name", "people", "--watch", "--quiet",
+               env=env)
+        models = json.loads(artdet("models", "list", "--server", server.address, "--json", env=env).stdout)
+        assert [(m["name"], m["version"], m["active"]) for m in models] == [("people", 1, False)]
+        assert models[0]["metrics"]["warm_started_classes"] == {"person": "person"}
+        artdet("models", "activate", "people", "1", "--server", server.address, env=env)
+        painting = PEOPLE_ART / json.loads((PEOPLE_ART / "val.json").read_text())["images"][3]["file_name"]
+        result = artdet("detect", painting, "--server", server.address, "--model", "people", "--json",
+                        "--threshold", "0.05", "--draw", tmp_path / "drawn.png", env=env)
+        payload = json.loads(result.stdout)
+        width, height = Image.open(painting).size
+        assert (payload["width"], payload["height"]) == (width, height)
+        assert payload["detections"] and {d["label"] for d in payload["detections"]} == {"person"}
+        assert Image.open(tmp_path / "drawn.png").size == (width, height)
+    finally:
+        server.stop()
+
+
+def test_detect_only_replica_serves_a_model_directory_without_torch(shapes_server):
+    models_dir = shapes_server.data_dir / "models"
+    code = f"""
+import sys, grpc
+from server.app import ArtdetServer, ServerConfig
+from artdet.v1 import artdet_pb2 as pb, artdet_pb2_grpc as rpc
+server = ArtdetServer(ServerConfig(model_dir={str(models_dir)!r}, port=0, refresh_seconds=0.2))
+server.start()
+stub = rpc.DetectionServiceStub(grpc.insecure_channel(f"127.0.0.1:{{server.port}}"))
+meta = (("authorization", "Bearer {TOKENS['client']}"),)
+import io
+from PIL import Image
+buffer = io.BytesIO(); Image.new("RGB", (64, 48)).save(buffer, "PNG")
+reply = stub.Detect(pb.DetectRequest(image=buffer.getvalue(), model_name="shapes", score_threshold=0.0), metadata=meta)
+assert reply.width == 64 and reply.model_name == "shapes", reply
+try:
+    rpc.DatasetServiceStub(grpc.insecure_channel(f"127.0.0.1:{{server.port}}")).ListDatasets(
+        pb.ListDatasetsRequest(), metadata=meta)
+    raise SystemExit("a replica must not serve datasets")
+except grpc.RpcError as exc:
+    assert exc.code() == grpc.StatusCode.UNIMPLEMENTED, exc.code()
+assert "torch" not in sys.modules, "the serving path imported torch"
+server.stop()
+print("ok", reply.model_version)
+"""
+    env = {**os.environ, "ARTDET_TOKENS": ";".join(f"{t}={r}" for r, t in TOKENS.items())}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok")
