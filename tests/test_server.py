@@ -361,6 +361,26 @@ def test_whole_path_people_art_push_train_activate_detect(tmp_path, torch_home):
         server.stop()
 
 
+NODE_CLIENT = ROOT / "tests" / "node_client"
+
+
+@pytest.mark.skipif(not (NODE_CLIENT / "node_modules" / "@grpc" / "grpc-js").is_dir(),
+                    reason="Node client not installed (tools/setup.sh installs it where npm exists)")
+def test_a_node_client_uses_the_same_proto(shapes_server, tmp_path):
+    operator = shapes_server.connect("operator")
+    operator.models().ActivateModel(pb.ModelRef(name="shapes", version=1), metadata=operator.metadata)
+    image = tmp_path / "frame.jpg"
+    image.write_bytes(_jpeg((80, 60)))
+    result = subprocess.run(["node", str(NODE_CLIENT / "client.js"), shapes_server.address, TOKENS["admin"],
+                             str(image), "shapes"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert {(m["name"], m["version"]) for m in reply["models"]} >= {("shapes", 1), ("shapes", 2)}
+    assert (reply["width"], reply["height"]) == (80, 60) and reply["model_version"] >= 1
+    assert all(d["label"] in ("circle", "square") for d in reply["detections"])
+    assert reply["unauthenticated"] == "UNAUTHENTICATED"
+
+
 def test_detect_only_replica_serves_a_model_directory_without_torch(shapes_server):
     models_dir = shapes_server.data_dir / "models"
     code = f"""

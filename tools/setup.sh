@@ -11,3 +11,7 @@ fi
 # torch first, spelled exactly so pip takes the pinned wheels (CUDA build on x86_64; runs on CPU too)
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[train,serve,test]"
+# the second-language client the tests use to prove the API is usable beyond Python
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/node_client --no-audit --no-fund --loglevel=error
+fi
