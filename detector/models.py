@@ -56,7 +56,7 @@ def coco_cache_path(arch: Architecture) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(arch.coco_weights.url)
 
 
-def _load_coco_state(arch: Architecture) -> dict[str, torch.Tensor]:
+def load_coco_state(arch: Architecture) -> dict[str, torch.Tensor]:
     try:
         return arch.coco_weights.get_state_dict(progress=True, check_hash=True)
     except (OSError, RuntimeError) as exc:
@@ -171,7 +171,7 @@ def build_model(
         return model, StartingPoint("none", "random", pretrained=False)
 
     if weights == "coco":
-        state, source_names, kind = _load_coco_state(arch), coco_category_names(arch), "coco"
+        state, source_names, kind = load_coco_state(arch), coco_category_names(arch), "coco"
     else:
         state, source_names, kind = _state_and_names(load_checkpoint_file(weights), arch, weights)
     model = arch.builder(weights=None, weights_backbone=None, num_classes=len(source_names), **kwargs)

@@ -141,6 +141,19 @@ def test_activation_during_detect_calls_never_fails(shapes_server):
     assert reply.model_version == 1
 
 
+def test_detect_stream_answers_every_frame_in_order(shapes_server):
+    operator, client = shapes_server.connect("operator"), shapes_server.connect("client")
+    operator.models().ActivateModel(pb.ModelRef(name="shapes", version=1), metadata=operator.metadata)
+    sizes = [(64, 48), (96, 64), (50, 80)]
+    frames = [pb.DetectRequest(image=_jpeg(size), model_name="shapes", score_threshold=0.0) for size in sizes]
+    replies = list(client.detection().DetectStream(iter(frames), metadata=client.metadata, timeout=60))
+    assert [(r.width, r.height) for r in replies] == sizes
+    with pytest.raises(grpc.RpcError) as caught:
+        list(client.detection().DetectStream(iter([frames[0], pb.DetectRequest(image=b"junk")]),
+                                             metadata=client.metadata, timeout=60))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "frame 1" in caught.value.details()
+
+
 def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
     listed = json.loads(artdet("models", "list", "--server", shapes_server.address, "--json", env=_cli_env()).stdout)
     assert [(m["name"], m["version"]) for m in listed] == [("shapes", 1), ("shapes", 2)]

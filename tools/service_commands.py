@@ -260,6 +260,17 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    reply = health_pb2_grpc.HealthStub(_connect(args).channel).Check(
+        health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 # parser -----------------------------------------------------------------------------------------
 
 def add_connection_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -295,6 +306,11 @@ def add_service_commands(subparsers) -> None:
     for flag, (kind, help_text) in SERVE_FLAGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
     p.set_defaults(handler=cmd_serve)
+
+    p = subparsers.add_parser("health", help="ask a server's grpc.health.v1 service whether it is serving")
+    p.add_argument("--timeout", type=float, default=5.0)
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_health)
 
     p = subparsers.add_parser("push", help="upload a COCO file (or VOC folder) and its images as a dataset version")
     p.add_argument("annotations", help="COCO JSON or a Pascal VOC folder of XML files")
