@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from detector.cli import add_detect_arguments, add_engine_commands, cmd_detect_local
+from tools.bench.run import add_bench_command
 from tools.service_commands import add_connection_arguments, add_service_commands, cmd_detect_remote
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
     detect.set_defaults(handler=cmd_detect)
     add_service_commands(subparsers)
+    add_bench_command(subparsers)
     return parser
 
 
