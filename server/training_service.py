@@ -19,9 +19,8 @@ from server.store import JobRow, Store, check_name
 STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING, "succeeded": pb.JOB_STATE_SUCCEEDED,
           "failed": pb.JOB_STATE_FAILED, "cancelled": pb.JOB_STATE_CANCELLED}
 STATE_NAMES = {v: k for k, v in STATES.items()}
-TYPED_PARAMETERS = ("arch", "strategy", "stage1_epochs", "stage2_epochs", "max_size", "seed", "lr",
-                    "stage2_lr_factor", "optimizer", "batch_size", "trainable_backbone_layers", "patience",
-                    "max_iters_per_epoch", "val_fraction")
+# TrainingParameters' typed fields carry TrainConfig fields of the same name
+TYPED_PARAMETERS = tuple(f.name for f in pb.TrainingParameters.DESCRIPTOR.fields if f.name not in ("augment", "extra"))
 # options a remote caller may not set: they name files on the server or its hardware
 SERVER_OWNED = {"train", "val", "images", "weights", "device", "augment"}
 

@@ -11,9 +11,6 @@ from pathlib import Path
 from detector.cli import add_train_config_arguments, print_json
 from detector.config import TrainConfig
 
-SERVER_OWNED = ("train", "val", "images", "weights", "device")
-TYPED = ("arch", "strategy", "stage1_epochs", "stage2_epochs", "max_size", "seed", "lr", "stage2_lr_factor",
-         "optimizer", "batch_size", "trainable_backbone_layers", "patience", "max_iters_per_epoch", "val_fraction")
 
 
 def _connect(args):
@@ -63,13 +60,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def training_parameters(args: argparse.Namespace):
     from artdet.v1 import artdet_pb2 as pb
+    from server.training_service import SERVER_OWNED, TYPED_PARAMETERS
 
     params = pb.TrainingParameters()
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
-        if value is None or f.name in SERVER_OWNED or f.name == "augment":
+        if value is None or f.name in SERVER_OWNED:
             continue
-        if f.name in TYPED:
+        if f.name in TYPED_PARAMETERS:
             setattr(params, f.name, value)
         else:
             params.extra[f.name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -330,9 +328,10 @@ def add_service_commands(subparsers) -> None:
     p.add_argument("--base-model", help="NAME[:VERSION] of a registered model to retrain from")
     p.add_argument("--watch", action="store_true", help="follow the job until it ends (exit 1 unless it succeeds)")
     p.add_argument("--quiet", action="store_true")
-    add_train_config_arguments(p, exclude=("train", "val", "images", "device"))
+    add_train_config_arguments(p, exclude=("train", "val", "images", "device", "weights"))
+    p.add_argument("--weights", choices=("coco", "none"), default="coco", help="starting weights on the server")
     add_connection_arguments(p)
-    p.set_defaults(handler=cmd_jobs_start, weights="coco")
+    p.set_defaults(handler=cmd_jobs_start)
     for name, handler, text in (("watch", cmd_jobs_watch, "follow a job (replays its past events)"),
                                 ("cancel", cmd_jobs_cancel, "cancel a queued or running job")):
         p = jobs.add_parser(name, help=text)
