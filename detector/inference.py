@@ -80,7 +80,7 @@ class Detector:
 
     def __init__(self, model_path: str | Path, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 providers: Iterable[str] | None = None, optimization: str = "all"):
+                 providers: Iterable[str] | None = None, optimization: str = "all", draft_decoding: bool = True):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
@@ -103,6 +103,7 @@ class Detector:
             raise ModelLoadError(f"{self.path}: cannot be loaded by onnxruntime ({exc})") from None
         self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, str(self.path))
         self.max_pixels = max_pixels
+        self.draft_decoding = draft_decoding
 
     @property
     def class_names(self) -> list[str]:
@@ -115,7 +116,8 @@ class Detector:
             return image, image.shape[1], image.shape[0]
         if isinstance(image, (str, os.PathLike)):
             source = str(image)
-        array, size = decode_upright(image, self.max_pixels, source, draft_for=self._network_size)
+        draft = self._network_size if self.draft_decoding else None
+        array, size = decode_upright(image, self.max_pixels, source, draft_for=draft)
         return array, size.width, size.height
 
     def _network_size(self, size: ImageSize) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from detector.cli import add_detect_arguments, add_engine_commands, cmd_detect_local
 from tools.bench.run import add_bench_command
+from tools.experiments.transfer import add_experiment_commands
 from tools.service_commands import add_connection_arguments, add_service_commands, cmd_detect_remote
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.set_defaults(handler=cmd_detect)
     add_service_commands(subparsers)
     add_bench_command(subparsers)
+    add_experiment_commands(subparsers)
     return parser
 
 

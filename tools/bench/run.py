@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PEOPLE_ART = ROOT.parent / "shared" / "data" / "people-art-mini"
 MODELS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn")
 ROWS = ("detect_grpc_p50_ms", "detect_grpc_p99_ms", "detect_ort_p50_ms", "detect_ort_p99_ms", "detect_torch_p50_ms",
+        "detect_ort_12mp_p50_ms_full_decode", "detect_ort_12mp_p50_ms_draft",
         "throughput_grpc_best_rps", "throughput_ort_best_rps", "serve_ready_s", "serve_rss_mb",
         "train_stage1_img_s", "train_stage2_img_s", "train_plain_loop_img_s", "train_stage1_speedup",
         "train_data_wait_share", "train_peak_rss_mb")

@@ -110,8 +110,33 @@ def bench_serving(onnx_path: Path, checkpoint: Path, image: bytes, work_dir: Pat
         detect_ort_p50_ms=round(percentile(ort, 50), 2), detect_ort_p99_ms=round(percentile(ort, 99), 2),
         detect_torch_p50_ms=round(percentile(eager, 50), 2), detect_torch_p99_ms=round(percentile(eager, 99), 2),
     )
+    results.update(_camera_photo(onnx_path, threads, iterations))
     results.update(_throughput(onnx_path, models, image, threads, levels, calls_per_client))
     return results
+
+
+def camera_photo_jpeg(width: int = 4000, height: int = 3000) -> bytes:
+    """A phone-camera-sized JPEG (12 MP): what the mobile app sends when it does not resize first."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    small = Image.fromarray(rng.integers(0, 256, (height // 50, width // 50, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    small.resize((width, height), Image.BICUBIC).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _camera_photo(onnx_path: Path, threads: int, iterations: int) -> dict:
+    """12 MP input with and without reduced-scale JPEG decoding (the network shrinks it anyway)."""
+    photo = camera_photo_jpeg()
+    rows = {}
+    for draft in (False, True):
+        detector = Detector(onnx_path, intra_op_threads=threads, draft_decoding=draft)
+        samples = latencies_ms(lambda: detector.detect(photo), max(5, iterations // 3))
+        rows[f"detect_ort_12mp_p50_ms_{'draft' if draft else 'full_decode'}"] = round(percentile(samples, 50), 2)
+    return rows
 
 
 def _throughput(onnx_path: Path, models: Path, image: bytes, threads: int, levels: tuple[int, ...],

@@ -1,0 +1,50 @@
+"""The transfer-learning experiment's scene generator and a tiny run of its plumbing and report."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+from PIL import Image
+
+from detector.dataset import load_coco
+from detector.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
+from tests.conftest import artdet
+
+
+def test_scenes_have_exact_boxes_and_distinct_looks(tmp_path):
+    photo = write_scenes(tmp_path, "photo", 12, size=160, seed=4, name="photo.json")
+    painting = write_scenes(tmp_path, "painting", 12, size=160, seed=4, name="painting.json")
+    for path, classes in ((photo, PHOTO_CLASSES), (painting, PAINTING_CLASSES)):
+        dataset = load_coco(path)  # the validator accepts every box: inside the image, positive size
+        assert dataset.class_names == list(classes)
+        assert dataset.statistics()["boxes"] >= 12
+    assert write_scenes(tmp_path / "again", "photo", 12, size=160, seed=4, name="photo.json").read_text() == \
+        photo.read_text()
+    # each box hugs its object: on a photo scene the pixels just outside a lone object are background-like
+    image, objects = render_scene(random.Random(1), "photo", 160, 160, ("square",), max_objects=1)
+    x, y, w, h = objects[0][1]
+    pixels = np.asarray(image).astype(int)
+    inside = pixels[int(y + h / 2), int(x + 3)]
+    outside = pixels[int(y + h / 2), max(0, int(x) - 3)]
+    assert np.abs(inside - outside).sum() > 30
+    # the painting look: posterised (few levels per channel) unlike the photo look
+    photo_levels = len(np.unique(np.asarray(Image.open(tmp_path / "images" / "photo" / "00001.jpg"))[..., 0]))
+    paint = np.asarray(render_scene(random.Random(2), "painting", 160, 160, PAINTING_CLASSES)[0])
+    assert len(np.unique(paint[..., 0])) <= 16 < photo_levels
+
+
+def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
+    out = tmp_path / "transfer"
+    result = artdet("experiment", "transfer", "--tiny", "--out", out, "--cells", "small-painting", timeout=1200)
+    report = json.loads((out / "transfer.json").read_text())
+    cell = report["cells"]["small-painting"]
+    assert set(cell["variants"]) == {"zero-shot", "head-only", "two-stage", "full", "auto", "scratch"}
+    for variant in cell["variants"].values():
+        assert {"map_mean", "map_std", "ap50_mean", "per_class_ap_mean", "seconds_mean"} <= set(variant)
+        assert len(variant["runs"]) == 2
+    assert cell["auto_choice"] and cell["auto_reasons"]
+    assert "star" in cell["variants"]["full"]["per_class_ap_mean"]
+    assert (out / "transfer.png").stat().st_size > 1000 and Image.open(out / "transfer.png").size[0] > 200
+    assert "| small-painting |" in result.stdout

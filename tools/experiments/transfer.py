@@ -1,0 +1,257 @@
+"""`artdet experiment transfer`: does our fine-tuning beat the alternatives, and does `auto` choose well?
+
+A detector pretrained on photo-like scenes (domain A, the stand-in for COCO weights) is fine-tuned on
+painting-like scenes (B) with every strategy, through the same `train()` users run with `--weights PATH`,
+at the same step budget, over several seeds, in four cells: small/large B × B-similar/B-painting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detector.config import TrainConfig
+from detector.files import save_json
+from detector.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
+
+ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
+VARIANTS = ("zero-shot", "head-only", "two-stage", "full", "auto", "scratch")
+# Learning rates fixed in advance (AdamW): new heads at 1e-3; whole-network updates at 1e-4.
+LEARNING_RATES = {"head-only": 1e-3, "two-stage": 1e-3, "full": 1e-4, "auto": 1e-3, "scratch": 1e-3}
+CELLS = ("small-similar", "small-painting", "large-similar", "large-painting")
+
+
+@dataclass
+class Settings:
+    size: int = 192
+    pretrain_images: int = 600
+    pretrain_steps: int = 1200
+    small: int = 100
+    large: int = 2000
+    val_images: int = 100
+    steps: int = 300  # fine-tuning budget per variant
+    batch: int = 4
+    seeds: int = 3
+    steps_per_epoch: int = 25
+
+    @classmethod
+    def tiny(cls) -> "Settings":
+        return cls(size=128, pretrain_images=8, pretrain_steps=4, small=4, large=8, val_images=4, steps=4,
+                   batch=2, seeds=2, steps_per_epoch=2)
+
+
+def _config(settings: Settings, train: Path, val: Path, **values: Any) -> TrainConfig:
+    config = TrainConfig(train=str(train), val=str(val), arch=ARCH, max_size=settings.size,
+                         batch_size=settings.batch, optimizer="adamw", weight_decay=1e-4, workers=1,
+                         warmup_iters=min(20, settings.steps // 5), rpn_pre_nms_top_n_train=1000,
+                         rpn_post_nms_top_n_train=500, box_batch_size_per_image=128,
+                         max_iters_per_epoch=settings.steps_per_epoch,
+                         auto_size_threshold=(settings.small + settings.large) // 2, **values)
+    return config
+
+
+def _epochs(settings: Settings, steps: int, images: int) -> int:
+    per_epoch = min(settings.steps_per_epoch, math.ceil(images / settings.batch))
+    return max(1, round(steps / per_epoch))
+
+
+def make_data(root: Path, settings: Settings) -> dict[str, Path]:
+    data = {"a-train": write_scenes(root, "photo", settings.pretrain_images, settings.size, 0, name="a-train.json"),
+            "a-val": write_scenes(root, "photo", settings.val_images, settings.size, 1, name="a-val.json")}
+    for look, domain in (("similar", "photo-mild"), ("painting", "painting")):
+        data[f"{look}-val"] = write_scenes(root, domain, settings.val_images, settings.size, 2,
+                                           classes=PAINTING_CLASSES, name=f"{look}-val.json")
+        for size_name in ("small", "large"):
+            count = getattr(settings, size_name)
+            data[f"{size_name}-{look}"] = write_scenes(root, domain, count, settings.size, 3,
+                                                       classes=PAINTING_CLASSES, name=f"{size_name}-{look}.json")
+    return data
+
+
+def pretrain(root: Path, data: dict[str, Path], settings: Settings) -> Path:
+    """Domain-A detector from random init: the stand-in for COCO weights; cached per settings."""
+    from detector.training import train
+
+    run = root / f"pretrain-{settings.size}-{settings.pretrain_images}-{settings.pretrain_steps}"
+    best = run / "checkpoints" / "best.pt"
+    if best.is_file() and (run / "metrics.json").is_file():
+        return best
+    epochs = _epochs(settings, settings.pretrain_steps, settings.pretrain_images)
+    config = _config(settings, data["a-train"], data["a-val"], weights="none", strategy="full", lr=1e-3,
+                     stage1_epochs=0, stage2_epochs=epochs)
+    train(config, run, progress=False)
+    return best
+
+
+def _shared_classes_map(metrics: dict[str, Any]) -> float:
+    values = [metrics["per_class_ap"].get(c) for c in PHOTO_CLASSES]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _zero_shot(pretrained: Path, val_file: Path, settings: Settings, seed: int) -> dict[str, Any]:
+    import torch
+
+    from detector.dataset import load_coco
+    from detector.evaluate import evaluate_model
+    from detector.models import build_model
+
+    torch.manual_seed(seed)  # the star row of the predictor is new and random
+    val = load_coco(val_file)
+    model, _ = build_model(ARCH, val.class_names, str(pretrained), min_size=settings.size, max_size=settings.size)
+    return evaluate_model(model, val, torch.device("cpu"), settings.size)
+
+
+def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings,
+                work: Path) -> dict[str, Any]:
+    from detector.training import train
+
+    size_name, look = cell.split("-")
+    train_file, val_file = data[cell], data[f"{look}-val"]
+    images = getattr(settings, size_name)
+    run = work / cell / variant / f"seed{seed}"
+    if (run / "metrics.json").is_file():  # a fresh run each time: the experiment is re-runnable
+        import shutil
+
+        shutil.rmtree(run)
+    started = time.time()
+    if variant == "zero-shot":  # the pretrained model as it is, on B's shared classes
+        metrics = _zero_shot(pretrained, val_file, settings, seed)
+        result = {"map": _shared_classes_map(metrics), "ap50": metrics["ap50"], "per_class_ap": metrics["per_class_ap"],
+                  "note": "mAP over the classes shared with domain A"}
+    else:
+        total = _epochs(settings, settings.steps, images)
+        values: dict[str, Any] = dict(lr=LEARNING_RATES[variant], seed=seed)
+        if variant == "scratch":
+            values.update(weights="none", strategy="full", stage1_epochs=0, stage2_epochs=total)
+        else:
+            stage1 = max(1, total // 3)
+            values.update(weights=str(pretrained), strategy=variant, stage1_epochs=stage1,
+                          stage2_epochs=total - stage1)
+        summary = train(_config(settings, train_file, val_file, **values), run, progress=False)
+        final = summary["final"]
+        result = {"map": final["map"], "ap50": final["ap50"], "per_class_ap": final["per_class_ap"],
+                  "detections": final["detections"]}
+        if final["detections"] == 0:
+            result["failure"] = "no detections above the score threshold"
+        if variant == "auto":
+            result["auto_choice"] = summary["strategy"]["strategy"]
+            result["auto_reasons"] = summary["strategy"]["reasons"]
+            result["auto_stages"] = [(s["name"], s["epochs"], s["backbone_layers"])
+                                     for s in summary["strategy"]["stages"]]
+    result["seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    maps, ap50s = [r["map"] for r in runs], [r["ap50"] for r in runs]
+    spread = statistics.stdev(maps) if len(maps) > 1 else 0.0
+    classes = sorted({c for r in runs for c in r["per_class_ap"]})
+    per_class = {c: round(statistics.mean([r["per_class_ap"].get(c) or 0.0 for r in runs]), 4) for c in classes}
+    return {"map_mean": round(statistics.mean(maps), 4), "map_std": round(spread, 4),
+            "ap50_mean": round(statistics.mean(ap50s), 4),
+            "ap50_std": round(statistics.stdev(ap50s) if len(ap50s) > 1 else 0.0, 4),
+            "per_class_ap_mean": per_class, "seconds_mean": round(statistics.mean(r["seconds"] for r in runs), 1),
+            "failures": [r["failure"] for r in runs if "failure" in r], "runs": runs}
+
+
+def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = make_data(out / "data", settings)
+    started = time.time()
+    pretrained = pretrain(out, data, settings)
+    pretrain_metrics = json.loads((pretrained.parent.parent / "metrics.json").read_text())["final"]
+    report: dict[str, Any] = {"settings": vars(settings), "learning_rates": LEARNING_RATES,
+                              "pretrain": {"map": pretrain_metrics["map"], "ap50": pretrain_metrics["ap50"],
+                                           "seconds": round(time.time() - started, 1)},
+                              "cells": {}}
+    for cell in cells:
+        variants = {}
+        for variant in VARIANTS:
+            runs = [run_variant(variant, cell, seed, pretrained, data, settings, out / "runs")
+                    for seed in range(settings.seeds)]
+            variants[variant] = _aggregate(runs)
+        best = max((v for k, v in variants.items() if k != "zero-shot"), key=lambda v: v["map_mean"])
+        auto = variants["auto"]
+        choices = sorted({r["auto_choice"] for r in auto["runs"]})
+        report["cells"][cell] = {
+            "variants": variants,
+            "best": max((k for k in variants if k != "zero-shot"), key=lambda k: variants[k]["map_mean"]),
+            "auto_choice": choices,
+            "auto_reasons": auto["runs"][0]["auto_reasons"],
+            "auto_within_one_spread_of_best": auto["map_mean"] >= best["map_mean"] - max(best["map_std"],
+                                                                                         auto["map_std"]),
+            "pretrained_over_scratch": round(best["map_mean"] / max(variants["scratch"]["map_mean"], 1e-6), 1),
+        }
+        save_json(report, out / "transfer.json")
+    draw_chart(report, out / "transfer.png")
+    (out / "transfer.md").write_text(markdown_table(report))
+    return report
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    lines = ["| cell | " + " | ".join(VARIANTS) + " | auto chose |", "|---" * (len(VARIANTS) + 2) + "|"]
+    for cell, result in report["cells"].items():
+        row = [f"{result['variants'][v]['map_mean']:.3f} ± {result['variants'][v]['map_std']:.3f}" for v in VARIANTS]
+        lines.append(f"| {cell} | " + " | ".join(row) + f" | {', '.join(result['auto_choice'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def draw_chart(report: dict[str, Any], out: Path) -> None:
+    """Grouped bars (mAP mean) with error bars (± std), one group per cell."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    cells = list(report["cells"])
+    width, height, margin = 160 * max(1, len(cells)) + 120, 420, 60
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=12)
+    top = max([v["map_mean"] + v["map_std"] for c in cells for v in report["cells"][c]["variants"].values()] + [0.05])
+    scale = (height - 2 * margin) / top
+    colours = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
+    draw.line((margin, height - margin, width - 20, height - margin), fill="black")
+    for index, cell in enumerate(cells):
+        x0 = margin + 10 + index * 160
+        for j, variant in enumerate(VARIANTS):
+            value = report["cells"][cell]["variants"][variant]
+            x = x0 + j * 22
+            y = height - margin - value["map_mean"] * scale
+            draw.rectangle((x, y, x + 18, height - margin), fill=colours[j])
+            spread = value["map_std"] * scale
+            draw.line((x + 9, y - spread, x + 9, y + spread), fill="black", width=2)
+        draw.text((x0, height - margin + 8), cell, fill="black", font=font)
+    for j, variant in enumerate(VARIANTS):
+        draw.rectangle((width - 110, 20 + j * 18, width - 98, 32 + j * 18), fill=colours[j])
+        draw.text((width - 92, 19 + j * 18), variant, fill="black", font=font)
+    draw.text((margin, 10), f"B-validation mAP (mean ± std over {report['settings']['seeds']} seeds)",
+              fill="black", font=font)
+    image.save(out)
+
+
+def cmd_transfer(args) -> int:
+    settings = Settings.tiny() if args.tiny else Settings()
+    if args.seeds:
+        settings.seeds = args.seeds
+    cells = tuple(args.cells.split(",")) if args.cells else CELLS
+    unknown = set(cells) - set(CELLS)
+    if unknown:
+        raise ValueError(f"--cells: unknown {sorted(unknown)}; choose from {list(CELLS)}")
+    report = run_experiment(Path(args.out), settings, cells)
+    print(markdown_table(report), end="")
+    return 0
+
+
+def add_experiment_commands(subparsers) -> None:
+    experiment = subparsers.add_parser("experiment", help="reproducible experiments").add_subparsers(
+        dest="experiment", required=True)
+    p = experiment.add_parser("transfer", help="fine-tuning strategies on painting-like scenes vs alternatives")
+    p.add_argument("--out", required=True, help="folder for data, runs, transfer.json / .png / .md")
+    p.add_argument("--tiny", action="store_true", help="a few images and steps: checks the plumbing only")
+    p.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
+    p.add_argument("--cells", help=f"comma-separated subset of {','.join(CELLS)}")
+    p.set_defaults(handler=cmd_transfer)
