@@ -11,6 +11,7 @@ Run directory layout:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -121,8 +122,6 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False,
     if resume:
         if not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"--resume: {run_dir} has no config.json (not a run directory)")
-        import json
-
         config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
         last = run_dir / "checkpoints" / "last.pt"
         checkpoint = load_torch(last) if last.is_file() else None

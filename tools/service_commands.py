@@ -259,7 +259,6 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     reply = health_pb2_grpc.HealthStub(_connect(args).channel).Check(
