@@ -106,34 +106,36 @@ def test_activation_during_detect_calls_never_fails(shapes_server):
     models = operator.models()
     models.ActivateModel(pb.ModelRef(name="shapes", version=1), metadata=operator.metadata)
     image = _jpeg()
-    versions, errors = [], []
-    activated_at: list[int] = []
+    calls, errors = [], []  # (started after the activation returned?, version that answered)
+    activated = threading.Event()
     stop = threading.Event()
 
     def call_detect():
         while not stop.is_set():
+            after = activated.is_set()
             try:
                 reply = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.0),
                                                   metadata=client.metadata, timeout=30)
-                versions.append(reply.model_version)
+                calls.append((after, reply.model_version))
             except grpc.RpcError as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=call_detect) for _ in range(3)]
     for thread in threads:
         thread.start()
-    while len(versions) < 20:
+    while len(calls) < 20:
         time.sleep(0.01)
     models.ActivateModel(pb.ModelRef(name="shapes", version=2), metadata=operator.metadata)
-    activated_at.append(len(versions))
-    while len(versions) < activated_at[0] + 20:
+    activated.set()
+    while sum(after for after, _ in calls) < 20:
         time.sleep(0.01)
     stop.set()
     for thread in threads:
         thread.join()
     assert not errors, errors[:3]
-    assert set(versions[:15]) == {1}
-    assert set(versions[activated_at[0] + 3:]) == {2}  # the 3 calls in flight at activation may finish on v1
+    assert {version for after, version in calls if not after} <= {1, 2}
+    assert {version for after, version in calls[:15]} == {1}
+    assert {version for after, version in calls if after} == {2}
     rolled = models.RollbackModel(pb.RollbackModelRequest(name="shapes"), metadata=operator.metadata)
     assert rolled.version == 1 and rolled.active
     reply = client.detection().Detect(pb.DetectRequest(image=image), metadata=client.metadata)
