@@ -48,6 +48,3 @@ def configure_trainable(
     _set([model.roi_heads.box_head], train_box_head)
     _set([model.roi_heads.box_predictor], True)
 
-
-def backbone_parameter_names(model: nn.Module) -> set[str]:
-    return {name for name, _ in model.named_parameters() if name.startswith("backbone.")}

@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from detector.synthetic import write_coco_scenes
 
 PHOTO_CLASSES = ("circle", "square", "triangle", "cross")
 PAINTING_CLASSES = PHOTO_CLASSES + ("star",)
@@ -135,21 +136,12 @@ def write_scenes(root: str | Path, domain: str, images: int, size: int = 192, se
                  classes: tuple[str, ...] | None = None, name: str = "annotations.json") -> Path:
     """Write `images` scenes as JPEGs under root/images and a COCO file root/name; returns its path."""
     classes = classes or (PAINTING_CLASSES if domain == "painting" else PHOTO_CLASSES)
-    root = Path(root)
-    folder = root / "images" / Path(name).stem
-    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"{domain}-{seed}")
-    ids = {c: i + 1 for i, c in enumerate(classes)}
-    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": c} for c, i in ids.items()]}
-    for image_id in range(1, images + 1):
-        image, objects = render_scene(rng, domain, size, size, classes)
-        file_name = f"images/{Path(name).stem}/{image_id:05d}.jpg"
-        image.save(root / file_name, quality=92)
-        coco["images"].append({"id": image_id, "file_name": file_name, "width": size, "height": size})
-        for shape, bbox in objects:
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
-                                        "category_id": ids[shape], "bbox": bbox, "area": bbox[2] * bbox[3],
-                                        "iscrowd": 0})
-    path = root / name
-    path.write_text(json.dumps(coco))
-    return path
+    stem = Path(name).stem
+
+    def scenes():
+        for image_id in range(1, images + 1):
+            image, objects = render_scene(rng, domain, size, size, classes)
+            yield f"images/{stem}/{image_id:05d}.jpg", image, objects
+
+    return write_coco_scenes(root, name, classes, scenes())

@@ -12,9 +12,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "cross")
-
-
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], colour) -> None:
     x1, y1, x2, y2 = box
     if shape == "circle":
@@ -57,18 +54,27 @@ def write_shapes_dataset(root: str | Path, images: int = 8, size: tuple[int, int
 
     Objects are drawn without overlap checks, so keep `max_objects` at 1 where exact visibility matters.
     """
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    categories = [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
+
+    def scenes():
+        for image_id in range(1, images + 1):
+            width, height = size if image_id % 3 else size[::-1]  # mix landscape and portrait
+            image, objects = make_scene(rng, width, height, classes, max_objects)
+            yield f"images/{seed}_{image_id:05d}.jpg", image, objects
+
+    return write_coco_scenes(root, name, classes, scenes())
+
+
+def write_coco_scenes(root: str | Path, name: str, classes: tuple[str, ...], scenes) -> Path:
+    """Save (file name, image, [(class, [x, y, w, h])]) scenes as JPEGs and one COCO file root/name."""
+    root = Path(root)
     ids = {c: i + 1 for i, c in enumerate(classes)}
-    coco = {"images": [], "annotations": [], "categories": categories}
-    for image_id in range(1, images + 1):
-        width, height = size if image_id % 3 else size[::-1]  # mix landscape and portrait
-        image, objects = make_scene(rng, width, height, classes, max_objects)
-        file_name = f"images/{seed}_{image_id:05d}.jpg"
+    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": c} for c, i in ids.items()]}
+    for image_id, (file_name, image, objects) in enumerate(scenes, start=1):
+        (root / file_name).parent.mkdir(parents=True, exist_ok=True)
         image.save(root / file_name, quality=92)
-        coco["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        coco["images"].append({"id": image_id, "file_name": file_name, "width": image.width,
+                               "height": image.height})
         for shape, bbox in objects:
             coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
                                         "category_id": ids[shape], "bbox": bbox, "area": bbox[2] * bbox[3],

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from detector.files import save_json
 from server.errors import FailedPrecondition
-from server.store import DatasetRow, JobRow, Store
+from server.store import JOB_STATES, DatasetRow, JobRow, Store
 
 log = logging.getLogger("artdet.jobs")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -202,7 +202,7 @@ class JobRunner:
         return lines[-1][:500] if lines else ""
 
     def counts(self) -> dict[str, int]:
-        counts = {state: 0 for state in ("queued", "running", "succeeded", "failed", "cancelled")}
+        counts = {state: 0 for state in JOB_STATES}
         for job in self.store.list_jobs():
             counts[job.state] += 1
         return counts

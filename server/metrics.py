@@ -26,6 +26,12 @@ class ServerMetrics:
             self.jobs.labels(state).set(count)
 
 
+def _mark_failed(context) -> None:
+    """An exception without a status set by the servicer reaches the client as UNKNOWN: count it so."""
+    if context.code() is None:
+        context.set_code(grpc.StatusCode.UNKNOWN)
+
+
 class MetricsInterceptor(grpc.ServerInterceptor):
     def __init__(self, metrics: ServerMetrics):
         self.metrics = metrics
@@ -49,8 +55,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 try:
                     return behaviour(request, context)
                 except Exception:
-                    if context.code() is None:
-                        context.set_code(grpc.StatusCode.UNKNOWN)
+                    _mark_failed(context)
                     raise
                 finally:
                     record(method, started, context)
@@ -62,8 +67,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 try:
                     yield from behaviour(request, context)
                 except Exception:
-                    if context.code() is None:
-                        context.set_code(grpc.StatusCode.UNKNOWN)
+                    _mark_failed(context)
                     raise
                 finally:
                     record(method, started, context)

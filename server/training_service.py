@@ -161,5 +161,8 @@ class TrainingServicer(rpc.TrainingServiceServicer):
         def finished() -> bool:
             return self.store.get_job(job.id).state in TERMINAL
 
+        state = job.state
         for event in follow_events(path, finished, context.is_active):
-            yield event_message(job.id, event, self.store.get_job(job.id).state)
+            if event["type"] != "step":  # steps (the bulk of a replay) never change the job's state
+                state = self.store.get_job(job.id).state
+            yield event_message(job.id, event, state)
