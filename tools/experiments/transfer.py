@@ -46,13 +46,11 @@ class Settings:
 
 
 def _config(settings: Settings, train: Path, val: Path, **values: Any) -> TrainConfig:
-    config = TrainConfig(train=str(train), val=str(val), arch=ARCH, max_size=settings.size,
-                         batch_size=settings.batch, optimizer="adamw", weight_decay=1e-4, workers=1,
-                         warmup_iters=min(20, settings.steps // 5), rpn_pre_nms_top_n_train=1000,
-                         rpn_post_nms_top_n_train=500, box_batch_size_per_image=128,
-                         max_iters_per_epoch=settings.steps_per_epoch,
-                         auto_size_threshold=(settings.small + settings.large) // 2, **values)
-    return config
+    return TrainConfig(train=str(train), val=str(val), arch=ARCH, max_size=settings.size,
+                       batch_size=settings.batch, optimizer="adamw", weight_decay=1e-4, workers=1,
+                       warmup_iters=min(20, settings.steps // 5), rpn_pre_nms_top_n_train=1000,
+                       rpn_post_nms_top_n_train=500, box_batch_size_per_image=128,
+                       max_iters_per_epoch=settings.steps_per_epoch, **values)
 
 
 def _epochs(settings: Settings, steps: int, images: int) -> int:
@@ -160,34 +158,50 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "failures": [r["failure"] for r in runs if "failure" in r], "runs": runs}
 
 
-def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS) -> dict[str, Any]:
+def _cell_summary(variants: dict[str, Any]) -> dict[str, Any]:
+    trained = {k: v for k, v in variants.items() if k != "zero-shot"}
+    best = max(trained, key=lambda k: trained[k]["map_mean"])
+    summary: dict[str, Any] = {"variants": variants, "best": best}
+    if "scratch" in variants:
+        summary["pretrained_over_scratch"] = round(
+            trained[best]["map_mean"] / max(variants["scratch"]["map_mean"], 1e-6), 1)
+    if "auto" in variants:
+        auto, top = variants["auto"], trained[best]
+        summary["auto_choice"] = sorted({r["auto_choice"] for r in auto["runs"]})
+        summary["auto_reasons"] = auto["runs"][0]["auto_reasons"]
+        summary["auto_within_one_spread_of_best"] = (
+            auto["map_mean"] >= top["map_mean"] - max(top["map_std"], auto["map_std"]))
+    return summary
+
+
+def _previous_report(path: Path, settings: Settings) -> dict[str, Any]:
+    """Cells measured by an earlier invocation with the same settings are kept; other settings start afresh."""
+    if path.is_file():
+        report = json.loads(path.read_text())
+        if report.get("settings") == vars(settings) and report.get("learning_rates") == LEARNING_RATES:
+            return report
+    return {"cells": {}}
+
+
+def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS,
+                   variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = make_data(out / "data", settings)
     pretrained = pretrain(out, data, settings)
     pretrain_run = json.loads((pretrained.parent.parent / "metrics.json").read_text())
     pretrain_metrics = pretrain_run["final"]
+    previous = _previous_report(out / "transfer.json", settings)
     report: dict[str, Any] = {"settings": vars(settings), "learning_rates": LEARNING_RATES,
                               "pretrain": {"map": pretrain_metrics["map"], "ap50": pretrain_metrics["ap50"],
                                            "seconds": pretrain_run["timing"]["seconds"]},
-                              "cells": {}}
+                              "cells": previous["cells"]}
     for cell in cells:
-        variants = {}
-        for variant in VARIANTS:
+        measured = dict(report["cells"].get(cell, {}).get("variants", {}))
+        for variant in variants:
             runs = [run_variant(variant, cell, seed, pretrained, data, settings, out / "runs")
                     for seed in range(settings.seeds)]
-            variants[variant] = _aggregate(runs)
-        best = max((v for k, v in variants.items() if k != "zero-shot"), key=lambda v: v["map_mean"])
-        auto = variants["auto"]
-        choices = sorted({r["auto_choice"] for r in auto["runs"]})
-        report["cells"][cell] = {
-            "variants": variants,
-            "best": max((k for k in variants if k != "zero-shot"), key=lambda k: variants[k]["map_mean"]),
-            "auto_choice": choices,
-            "auto_reasons": auto["runs"][0]["auto_reasons"],
-            "auto_within_one_spread_of_best": auto["map_mean"] >= best["map_mean"] - max(best["map_std"],
-                                                                                         auto["map_std"]),
-            "pretrained_over_scratch": round(best["map_mean"] / max(variants["scratch"]["map_mean"], 1e-6), 1),
-        }
+            measured[variant] = _aggregate(runs)
+        report["cells"][cell] = _cell_summary({v: measured[v] for v in VARIANTS if v in measured})
         save_json(report, out / "transfer.json")
     draw_chart(report, out / "transfer.png")
     (out / "transfer.md").write_text(markdown_table(report))
@@ -196,9 +210,13 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
 
 def markdown_table(report: dict[str, Any]) -> str:
     lines = ["| cell | " + " | ".join(VARIANTS) + " | auto chose |", "|---" * (len(VARIANTS) + 2) + "|"]
-    for cell, result in report["cells"].items():
-        row = [f"{result['variants'][v]['map_mean']:.3f} ± {result['variants'][v]['map_std']:.3f}" for v in VARIANTS]
-        lines.append(f"| {cell} | " + " | ".join(row) + f" | {', '.join(result['auto_choice'])} |")
+    for cell in CELLS:
+        if cell not in report["cells"]:
+            continue
+        result = report["cells"][cell]
+        row = [f"{result['variants'][v]['map_mean']:.3f} ± {result['variants'][v]['map_std']:.3f}"
+               if v in result["variants"] else "not run" for v in VARIANTS]
+        lines.append(f"| {cell} | " + " | ".join(row) + f" | {', '.join(result.get('auto_choice', ['not run']))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -206,7 +224,7 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
     """Grouped bars (mAP mean) with error bars (± std), one group per cell."""
     from PIL import Image, ImageDraw, ImageFont
 
-    cells = list(report["cells"])
+    cells = [c for c in CELLS if c in report["cells"]]
     width, height, margin = 160 * max(1, len(cells)) + 120, 420, 60
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
@@ -218,7 +236,9 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
     for index, cell in enumerate(cells):
         x0 = margin + 10 + index * 160
         for j, variant in enumerate(VARIANTS):
-            value = report["cells"][cell]["variants"][variant]
+            value = report["cells"][cell]["variants"].get(variant)
+            if value is None:
+                continue
             x = x0 + j * 22
             y = height - margin - value["map_mean"] * scale
             draw.rectangle((x, y, x + 18, height - margin), fill=colours[j])
@@ -233,15 +253,21 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
     image.save(out)
 
 
+def _choices(option: str, value: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    chosen = tuple(value.split(",")) if value else allowed
+    unknown = set(chosen) - set(allowed)
+    if unknown:
+        raise ValueError(f"{option}: unknown {sorted(unknown)}; choose from {list(allowed)}")
+    return chosen
+
+
 def cmd_transfer(args) -> int:
     settings = Settings.tiny() if args.tiny else Settings()
     if args.seeds:
         settings.seeds = args.seeds
-    cells = tuple(args.cells.split(",")) if args.cells else CELLS
-    unknown = set(cells) - set(CELLS)
-    if unknown:
-        raise ValueError(f"--cells: unknown {sorted(unknown)}; choose from {list(CELLS)}")
-    report = run_experiment(Path(args.out), settings, cells)
+    cells = _choices("--cells", args.cells, CELLS)
+    variants = _choices("--variants", args.variants, VARIANTS)
+    report = run_experiment(Path(args.out), settings, cells, variants)
     print(markdown_table(report), end="")
     return 0
 
@@ -254,4 +280,6 @@ def add_experiment_commands(subparsers) -> None:
     p.add_argument("--tiny", action="store_true", help="a few images and steps: checks the plumbing only")
     p.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
     p.add_argument("--cells", help=f"comma-separated subset of {','.join(CELLS)}")
+    p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}; results merge into an "
+                                      "earlier transfer.json in --out made with the same settings")
     p.set_defaults(handler=cmd_transfer)
