@@ -41,7 +41,7 @@ class TrainConfig:
     stage1_train_rpn: bool = True
     stage1_train_box_head: bool = True
     auto_size_threshold: int = 500  # train images; at or above this the dataset counts as large
-    auto_similarity_threshold: float = 0.5
+    auto_similarity_threshold: float = 0.8  # zero-shot AP50 on known classes, or the BN-shift measure
     # optimisation
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01  # stage 1 (and head-only); SGD for batch 4; AdamW users pick ~1e-4

@@ -12,6 +12,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from detector.architectures import get_architecture
 from detector.config import TrainConfig
 from detector.dataset import load_coco
+from detector.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
 from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
 from detector.strategy import decide_auto, manual_plan
 from detector.torch_data import TorchDetectionDataset
@@ -34,21 +35,22 @@ def test_manual_plans():
 
 
 @pytest.mark.parametrize("images, similarity, expected", [
-    (100, 0.8, ("head-only", [0])),
-    (100, 0.2, ("two-stage", [0, 4])),
-    (2000, 0.8, ("two-stage", [0, 6])),
-    (2000, 0.2, ("two-stage", [0, 6])),
+    (100, 0.9, ("head-only", [0], 0.02)),
+    (100, 0.6, ("full", [6], 0.002)),
+    (2000, 0.9, ("full", [6], 0.002)),
+    (2000, 0.6, ("full", [6], 0.002)),
 ])
-def test_auto_four_cases(images, similarity, expected):
-    config = TrainConfig(train="x", stage1_epochs=2, stage2_epochs=4, auto_size_threshold=500,
-                         auto_similarity_threshold=0.5)
+def test_auto_four_cases_with_the_calibrated_defaults(images, similarity, expected):
+    config = TrainConfig(train="x", stage1_epochs=2, stage2_epochs=4, lr=0.02, stage2_lr_factor=0.1)
     decision = decide_auto(config, ARCH, images, similarity, "test")
-    assert (decision.strategy, [s.backbone_layers for s in decision.stages]) == expected
+    strategy, layers, lr = expected
+    assert decision.strategy == strategy
+    assert [s.backbone_layers for s in decision.stages] == layers
+    assert decision.stages[0].lr == pytest.approx(lr)
+    assert sum(s.epochs for s in decision.stages) == 6  # the same budget whatever the choice
     assert decision.measurements["large"] == (images >= 500)
+    assert decision.measurements["similar"] == (similarity >= 0.8)
     assert len(decision.reasons) == 3
-    if images == 2000:  # large and different trains longer than large and similar
-        epochs = sum(s.epochs for s in decision.stages)
-        assert epochs == (6 if similarity > 0.5 else 8)
 
 
 def test_zero_shot_similarity_averages_warm_started_classes():
@@ -73,25 +75,19 @@ def _calibrate_batchnorm(model, data, layers=8):
         norm.running_var.copy_(x.var(dim=1))
 
 
-def test_batchnorm_shift_similarity_tells_domains_apart(tmp_path, torch_home, shapes):
+def test_batchnorm_shift_similarity_separates_photo_and_painting_scenes(tmp_path, torch_home):
     from detector.models import build_model
-    from PIL import Image, ImageOps
 
-    model, _ = build_model(TINY_ARCH, ["circle", "square"], "coco", min_size=128, max_size=128)
+    model, _ = build_model(TINY_ARCH, list(PHOTO_CLASSES), "coco", min_size=160, max_size=160)
     model.eval()
-    photos = load_coco(shapes["train"])
-    _calibrate_batchnorm(model, TorchDetectionDataset(photos))
-    # a "painting" version of the same scenes: posterised, inverted colours
-    for image in photos.images:
-        picture = Image.open(image.path).convert("RGB")
-        ImageOps.invert(ImageOps.posterize(picture, 2)).save(tmp_path / image.path.name)
-    coco = json.loads(shapes["train"].read_text())
-    for entry in coco["images"]:
-        entry["file_name"] = entry["file_name"].split("/")[-1]
-    paintings = load_coco(coco, tmp_path)
-    same = batchnorm_shift_similarity(model, TorchDetectionDataset(photos), torch.device("cpu"))
+    photos = load_coco(write_scenes(tmp_path, "photo", 16, 160, 0, name="photo.json"))
+    _calibrate_batchnorm(model, TorchDetectionDataset(photos))  # as if pretrained on photo-like scenes
+    unseen_photos = load_coco(write_scenes(tmp_path, "photo", 16, 160, 1, name="photo-unseen.json"))
+    paintings = load_coco(write_scenes(tmp_path, "painting", 16, 160, 1, classes=PAINTING_CLASSES,
+                                       name="painting.json"))
+    same = batchnorm_shift_similarity(model, TorchDetectionDataset(unseen_photos), torch.device("cpu"))
     other = batchnorm_shift_similarity(model, TorchDetectionDataset(paintings), torch.device("cpu"))
-    assert same > 0.9 and other < 0.5
+    assert other < TrainConfig(train="x").auto_similarity_threshold <= same
 
 
 def test_auto_run_records_its_decision(tmp_path, torch_home, shapes):
@@ -100,7 +96,7 @@ def test_auto_run_records_its_decision(tmp_path, torch_home, shapes):
                          max_iters_per_epoch=1, auto_size_threshold=500)
     summary = train(config, tmp_path / "run", progress=False)
     decision = json.loads((tmp_path / "run" / "metrics.json").read_text())["strategy"]
-    assert decision["requested"] == "auto" and decision["strategy"] in ("head-only", "two-stage")
+    assert decision["requested"] == "auto" and decision["strategy"] in ("head-only", "full")
     assert decision["measurements"]["train_images"] == 8 and decision["measurements"]["large"] is False
     assert "BatchNorm" in decision["measurements"]["similarity_source"]  # no warm-started classes here
     assert 0.0 <= decision["measurements"]["similarity"] <= 1.0

@@ -45,6 +45,12 @@ def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
         assert {"map_mean", "map_std", "ap50_mean", "per_class_ap_mean", "seconds_mean"} <= set(variant)
         assert len(variant["runs"]) == 2
     assert cell["auto_choice"] and cell["auto_reasons"]
+    assert isinstance(cell["auto_within_one_spread_of_best"], bool) and cell["pretrained_over_scratch"] >= 0
     assert "star" in cell["variants"]["full"]["per_class_ap_mean"]
     assert (out / "transfer.png").stat().st_size > 1000 and Image.open(out / "transfer.png").size[0] > 200
     assert "| small-painting |" in result.stdout
+    # a later invocation that measures one variant again keeps everything else in the report
+    artdet("experiment", "transfer", "--tiny", "--out", out, "--cells", "small-painting", "--variants", "zero-shot")
+    again = json.loads((out / "transfer.json").read_text())["cells"]["small-painting"]
+    assert set(again["variants"]) == set(cell["variants"])
+    assert again["variants"]["full"] == cell["variants"]["full"]

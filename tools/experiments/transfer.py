@@ -208,15 +208,32 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
     return report
 
 
-def markdown_table(report: dict[str, Any]) -> str:
-    lines = ["| cell | " + " | ".join(VARIANTS) + " | auto chose |", "|---" * (len(VARIANTS) + 2) + "|"]
+def _table(report: dict[str, Any], title: str, cell_value, extra: tuple[str, ...] = (),
+           extra_values=None) -> list[str]:
+    lines = [f"| {title} | " + " | ".join(VARIANTS + extra) + " |",
+             "|---" * (len(VARIANTS) + len(extra) + 1) + "|"]
     for cell in CELLS:
-        if cell not in report["cells"]:
-            continue
-        result = report["cells"][cell]
-        row = [f"{result['variants'][v]['map_mean']:.3f} ± {result['variants'][v]['map_std']:.3f}"
-               if v in result["variants"] else "not run" for v in VARIANTS]
-        lines.append(f"| {cell} | " + " | ".join(row) + f" | {', '.join(result.get('auto_choice', ['not run']))} |")
+        if cell in report["cells"]:
+            result = report["cells"][cell]
+            row = [cell_value(result["variants"][v]) if v in result["variants"] else "not run" for v in VARIANTS]
+            lines.append(f"| {cell} | " + " | ".join(row + (extra_values(result) if extra else [])) + " |")
+    return lines
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """B-validation mAP (mean ± std), the best variant and auto's choice; then, per variant, mAP over the
+    classes domain A knows (what zero-shot is scored on), AP50 and seconds."""
+    def summary(result):
+        within = result.get("auto_within_one_spread_of_best")
+        return [", ".join(result.get("auto_choice", ["not run"])), result["best"],
+                "not run" if within is None else ("yes" if within else "NO"),
+                f"{result['pretrained_over_scratch']}×" if "pretrained_over_scratch" in result else "not run"]
+
+    lines = _table(report, "mAP", lambda v: f"{v['map_mean']:.3f} ± {v['map_std']:.3f}",
+                   ("auto chose", "best", "auto within one spread", "best / scratch"), summary)
+    lines += [""] + _table(report, "shared-class mAP · AP50 · seconds",
+                           lambda v: f"{_shared_classes_map({'per_class_ap': v['per_class_ap_mean']}):.3f} · "
+                                     f"{v['ap50_mean']:.3f} · {v['seconds_mean']:.0f} s")
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +250,10 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
     scale = (height - 2 * margin) / top
     colours = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
     draw.line((margin, height - margin, width - 20, height - margin), fill="black")
+    for tick in [t / 10 for t in range(0, int(top * 10) + 1)]:
+        y = height - margin - tick * scale
+        draw.line((margin - 4, y, margin, y), fill="black")
+        draw.text((margin - 30, y - 7), f"{tick:.1f}", fill="black", font=font)
     for index, cell in enumerate(cells):
         x0 = margin + 10 + index * 160
         for j, variant in enumerate(VARIANTS):
