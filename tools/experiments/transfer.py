@@ -160,6 +160,8 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _cell_summary(variants: dict[str, Any]) -> dict[str, Any]:
     trained = {k: v for k, v in variants.items() if k != "zero-shot"}
+    if not trained:
+        return {"variants": variants}
     best = max(trained, key=lambda k: trained[k]["map_mean"])
     summary: dict[str, Any] = {"variants": variants, "best": best}
     if "scratch" in variants:
@@ -225,7 +227,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     classes domain A knows (what zero-shot is scored on), AP50 and seconds."""
     def summary(result):
         within = result.get("auto_within_one_spread_of_best")
-        return [", ".join(result.get("auto_choice", ["not run"])), result["best"],
+        return [", ".join(result.get("auto_choice", ["not run"])), result.get("best", "not run"),
                 "not run" if within is None else ("yes" if within else "NO"),
                 f"{result['pretrained_over_scratch']}×" if "pretrained_over_scratch" in result else "not run"]
 
