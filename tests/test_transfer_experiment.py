@@ -47,6 +47,8 @@ def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
     assert cell["auto_choice"] and cell["auto_reasons"]
     assert isinstance(cell["auto_within_one_spread_of_best"], bool) and cell["pretrained_over_scratch"] >= 0
     assert "star" in cell["variants"]["full"]["per_class_ap_mean"]
+    assert set(report["similarity"]) == {"A", "similar", "painting"}
+    assert all(0.0 <= v <= 1.0 for look in report["similarity"].values() for v in look.values())
     assert (out / "transfer.png").stat().st_size > 1000 and Image.open(out / "transfer.png").size[0] > 200
     assert "| small-painting |" in result.stdout
     # a later invocation that measures one variant again keeps everything else in the report

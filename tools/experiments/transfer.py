@@ -86,23 +86,50 @@ def pretrain(root: Path, data: dict[str, Path], settings: Settings) -> Path:
     return best
 
 
-def _shared_classes_map(metrics: dict[str, Any]) -> float:
-    values = [metrics["per_class_ap"].get(c) for c in PHOTO_CLASSES]
+def _shared_classes_map(per_class_ap: dict[str, float | None]) -> float:
+    values = [per_class_ap.get(c) for c in PHOTO_CLASSES]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else 0.0
 
 
-def _zero_shot(pretrained: Path, val_file: Path, settings: Settings, seed: int) -> dict[str, Any]:
+def _pretrained_model(pretrained: Path, val_file: Path, settings: Settings, seed: int):
     import torch
 
     from detector.dataset import load_coco
-    from detector.evaluate import evaluate_model
     from detector.models import build_model
 
     torch.manual_seed(seed)  # the star row of the predictor is new and random
     val = load_coco(val_file)
     model, _ = build_model(ARCH, val.class_names, str(pretrained), min_size=settings.size, max_size=settings.size)
+    return model, val
+
+
+def _zero_shot(pretrained: Path, val_file: Path, settings: Settings, seed: int) -> dict[str, Any]:
+    import torch
+
+    from detector.evaluate import evaluate_model
+
+    model, val = _pretrained_model(pretrained, val_file, settings, seed)
     return evaluate_model(model, val, torch.device("cpu"), settings.size)
+
+
+def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settings) -> dict[str, Any]:
+    """Both measures `auto` uses, from the domain-A detector, on A's and each B look's validation images."""
+    import torch
+
+    from detector.evaluate import evaluate_model
+    from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
+    from detector.torch_data import TorchDetectionDataset
+
+    measured = {}
+    for look, key in (("A", "a-val"), ("similar", "similar-val"), ("painting", "painting-val")):
+        model, val = _pretrained_model(pretrained, data[key], settings, 0)
+        metrics = evaluate_model(model, val, torch.device("cpu"), settings.size)
+        measured[look] = {
+            "zero_shot_ap50_shared_classes": round(zero_shot_similarity(metrics, {c: c for c in PHOTO_CLASSES}), 4),
+            "batchnorm_shift": round(batchnorm_shift_similarity(model, TorchDetectionDataset(val),
+                                                                torch.device("cpu")), 4)}
+    return measured
 
 
 def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings,
@@ -120,7 +147,7 @@ def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict
     started = time.time()
     if variant == "zero-shot":  # the pretrained model as it is, on B's shared classes
         metrics = _zero_shot(pretrained, val_file, settings, seed)
-        result = {"map": _shared_classes_map(metrics), "ap50": metrics["ap50"], "per_class_ap": metrics["per_class_ap"],
+        result = {"map": _shared_classes_map(metrics["per_class_ap"]), "ap50": metrics["ap50"], "per_class_ap": metrics["per_class_ap"],
                   "note": "mAP over the classes shared with domain A"}
     else:
         total = _epochs(settings, settings.steps, images)
@@ -196,6 +223,7 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
     report: dict[str, Any] = {"settings": vars(settings), "learning_rates": LEARNING_RATES,
                               "pretrain": {"map": pretrain_metrics["map"], "ap50": pretrain_metrics["ap50"],
                                            "seconds": pretrain_run["timing"]["seconds"]},
+                              "similarity": measure_similarity(pretrained, data, settings),
                               "cells": previous["cells"]}
     for cell in cells:
         measured = dict(report["cells"].get(cell, {}).get("variants", {}))
@@ -210,15 +238,15 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
     return report
 
 
-def _table(report: dict[str, Any], title: str, cell_value, extra: tuple[str, ...] = (),
-           extra_values=None) -> list[str]:
-    lines = [f"| {title} | " + " | ".join(VARIANTS + extra) + " |",
-             "|---" * (len(VARIANTS) + len(extra) + 1) + "|"]
+def _table(report: dict[str, Any], title: str, cell_value, columns: tuple[str, ...] = (),
+           column_values=lambda result: []) -> list[str]:
+    lines = [f"| {title} | " + " | ".join(VARIANTS + columns) + " |",
+             "|---" * (len(VARIANTS) + len(columns) + 1) + "|"]
     for cell in CELLS:
         if cell in report["cells"]:
             result = report["cells"][cell]
             row = [cell_value(result["variants"][v]) if v in result["variants"] else "not run" for v in VARIANTS]
-            lines.append(f"| {cell} | " + " | ".join(row + (extra_values(result) if extra else [])) + " |")
+            lines.append(f"| {cell} | " + " | ".join(row + column_values(result)) + " |")
     return lines
 
 
@@ -234,7 +262,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = _table(report, "mAP", lambda v: f"{v['map_mean']:.3f} ± {v['map_std']:.3f}",
                    ("auto chose", "best", "auto within one spread", "best / scratch"), summary)
     lines += [""] + _table(report, "shared-class mAP · AP50 · seconds",
-                           lambda v: f"{_shared_classes_map({'per_class_ap': v['per_class_ap_mean']}):.3f} · "
+                           lambda v: f"{_shared_classes_map(v['per_class_ap_mean']):.3f} · "
                                      f"{v['ap50_mean']:.3f} · {v['seconds_mean']:.0f} s")
     return "\n".join(lines) + "\n"
 
