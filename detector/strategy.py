@@ -66,12 +66,6 @@ def manual_plan(config: TrainConfig, arch: Architecture, strategy: str,
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def _whole_network(config: TrainConfig, arch: Architecture) -> list[Stage]:
-    """Every layer for the whole budget, at the rate whole-network updates use (lr × stage2_lr_factor)."""
-    return [_fine_tuning(config, config.stage1_epochs + config.stage2_epochs, arch.num_backbone_stages,
-                         config.lr * config.stage2_lr_factor)]
-
-
 def decide_auto(config: TrainConfig, arch: Architecture, num_train_images: int,
                 similarity: float, similarity_source: str) -> StrategyDecision:
     """Size × similarity to the pretraining photos, with the policy `artdet experiment transfer` measured."""
@@ -89,7 +83,8 @@ def decide_auto(config: TrainConfig, arch: Architecture, num_train_images: int,
         why = ("small and similar: the pretrained features already fit; train only the heads "
                "(as accurate as fine-tuning more in the measured cell, and the fastest)")
     else:
-        strategy, stages = "full", _whole_network(config, arch)
+        fine_tuning_rate = dataclasses.replace(config, lr=config.lr * config.stage2_lr_factor)
+        strategy, stages = "full", manual_plan(fine_tuning_rate, arch, "full")
         kind = ("large" if large else "small") + (" and similar" if similar else " and different")
         why = (f"{kind}: fine-tune the whole network from the pretrained weights at lr × stage2_lr_factor "
                f"= {stages[0].lr:g} (the measured best in this case)")
