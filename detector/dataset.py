@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from detector.errors import InvalidArgument
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size, resolve_inside
 
 DEFAULT_CLIP_TOLERANCE_PX = 2.0
@@ -26,7 +27,7 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-class DatasetValidationError(ValueError):
+class DatasetValidationError(InvalidArgument):
     """Every problem found in a dataset, reported together."""
 
     def __init__(self, source: str, problems: list[Problem]):

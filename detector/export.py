@@ -22,6 +22,7 @@ from detector.checkpoint import load_torch
 from detector.files import atomic_write_bytes
 from detector.dataset import DetectionDataset
 from detector.images import decode_image
+from detector.errors import FailedPrecondition
 from detector.inference import INPUT_NAME, OUTPUT_NAMES, Detector
 from detector.models import IncompatibleWeightsError
 from detector.training import model_from_payload
@@ -30,7 +31,7 @@ EXPORT_SCORE_THRESHOLD = 0.05
 OPSET = 17
 
 
-class ExportParityError(RuntimeError):
+class ExportParityError(FailedPrecondition):
     pass
 
 

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from detector.errors import InvalidArgument
+
 DEFAULT_MAX_PIXELS = 64_000_000
 
 # Pillow's own bomb check fires only at twice its limit and after a warning; we check first.
@@ -23,7 +25,7 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _SIDEWAYS_ORIENTATIONS = {5, 6, 7, 8}
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InvalidArgument):
     """An image that cannot be used: unreadable, truncated, unsupported or too large."""
 
     def __init__(self, source: str, reason: str):

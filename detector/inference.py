@@ -12,13 +12,14 @@ from typing import Any, Iterable
 import numpy as np
 import onnxruntime as ort
 
+from detector.errors import DataCorrupted, InvalidArgument
 from detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_upright
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(DataCorrupted):
     pass
 
 

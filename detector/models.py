@@ -13,6 +13,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detector.architectures import Architecture, coco_category_names, get_architecture
+from detector.errors import InvalidArgument, Unavailable
 
 CHECKPOINT_FORMAT = "artdet-model-v1"
 
@@ -34,11 +35,11 @@ COCO_SYNONYMS = {
 }
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(Unavailable):
     pass
 
 
-class IncompatibleWeightsError(ValueError):
+class IncompatibleWeightsError(InvalidArgument):
     pass
 
 

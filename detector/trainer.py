@@ -16,11 +16,12 @@ from torch.utils.data import DataLoader
 from detector.architectures import Architecture
 from detector.config import TrainConfig
 from detector.distributed import DistContext
+from detector.errors import ArtdetError
 from detector.freezing import configure_trainable
 from detector.strategy import Stage
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(ArtdetError):
     pass
 
 

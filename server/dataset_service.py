@@ -12,7 +12,8 @@ from artdet.v1 import artdet_pb2_grpc as rpc
 from detector.dataset import load_coco
 from detector.images import resolve_inside
 from detector.voc import voc_to_coco
-from server.errors import InvalidArgument, ResourceExhausted, ServiceError, rpc_errors
+from detector.errors import Cancelled, InvalidArgument, ResourceExhausted
+from server.errors import rpc_errors
 from server.store import DatasetRow, Store, check_name
 
 COPY_BUFFER = 1 << 20
@@ -106,7 +107,7 @@ class DatasetServicer(rpc.DatasetServiceServicer):
                 writer.write(message.chunk)
             writer.finish()
             if not context.is_active():
-                raise ServiceError("upload cancelled by the client")
+                raise Cancelled("upload cancelled by the client")
             coco, annotations = self._annotations(header, staged)
             dataset = load_coco(coco, staged / "images", max_pixels=self.max_image_pixels)
             (staged / "annotations.json").write_bytes(annotations)

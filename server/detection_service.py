@@ -6,7 +6,8 @@ import time
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from server.errors import DeadlineExceeded, InvalidArgument, rpc_errors
+from detector.errors import DeadlineExceeded, InvalidArgument
+from server.errors import rpc_errors
 from server.model_repository import ModelRepository
 
 DEFAULT_SCORE_THRESHOLD = 0.5

@@ -1,56 +1,75 @@
-"""The one place that turns domain errors into gRPC status codes."""
+"""The one place that turns errors into gRPC status codes.
+
+The engine's error hierarchy (detector/errors.py) maps by kind; a full disk is RESOURCE_EXHAUSTED
+wherever it surfaces; anything else is a bug: INTERNAL, logged with a request id the client sees.
+No message leaves the server with one of its paths in it.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
+import re
+import sqlite3
+import uuid
 
 import grpc
 
-from detector.dataset import DatasetValidationError
-from detector.images import ImageDecodeError, ImageTooLargeError
-from detector.inference import ModelLoadError
+from detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull, FailedPrecondition,
+                             InvalidArgument, NotFound, ResourceExhausted, Unavailable)
 
 log = logging.getLogger("artdet.server")
 
-
-class ServiceError(Exception):
-    code = grpc.StatusCode.INTERNAL
-
-
-class InvalidArgument(ServiceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class FailedPrecondition(ServiceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+CODES: tuple[tuple[type[ArtdetError], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Cancelled, grpc.StatusCode.CANCELLED),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (DataCorrupted, grpc.StatusCode.DATA_LOSS),
+)
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# an absolute path of two or more parts, as the OS or a library may put into a message
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,()\[\]]+/)+([^\s'\"/:,()\[\]]*)")
 
 
-class ResourceExhausted(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+def redact_paths(message: str) -> str:
+    """Keep the last part of each absolute path (a file's own name), drop the folders it lives in."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "<path>", message)
 
 
-class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, ServiceError):
-        return exc.code, str(exc)
-    if isinstance(exc, ImageTooLargeError):
-        return grpc.StatusCode.INVALID_ARGUMENT, f"image: {exc}"
-    if isinstance(exc, (DatasetValidationError, ImageDecodeError)):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, ModelLoadError):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-    if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
+    """The status a client gets for `exc`; INTERNAL only for bugs."""
+    if is_disk_full(exc):
+        message = str(exc) if isinstance(exc, DiskFull) else "data directory full on the server; try again later"
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, redact_paths(message)
+    for kind, code in CODES:
+        if isinstance(exc, kind):
+            return code, redact_paths(str(exc))
+    return grpc.StatusCode.INTERNAL, ""
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str):
+    if isinstance(exc, grpc.RpcError) and not context.is_active():  # the client cancelled or went away
+        context.abort(grpc.StatusCode.CANCELLED, "cancelled by the client")
+    code, message = status_of(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        request_id = uuid.uuid4().hex[:12]
+        log.error("request %s (%s) failed", request_id, method, exc_info=exc)
+        message = f"internal error (request id {request_id}; the server log has the details)"
+    context.abort(code, message)
 
 
 def _already_aborted(exc: BaseException) -> bool:
@@ -58,15 +77,8 @@ def _already_aborted(exc: BaseException) -> bool:
     return type(exc) is Exception and not exc.args
 
 
-def _abort(context: grpc.ServicerContext, exc: BaseException):
-    code, message = status_of(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        log.exception("unexpected error", exc_info=exc)
-    context.abort(code, message)
-
-
 def rpc_errors(method):
-    """Servicer decorator: domain errors become status codes; unary and streaming methods alike."""
+    """Servicer decorator: errors become status codes; unary and streaming methods alike."""
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def stream(self, request, context):
@@ -75,7 +87,7 @@ def rpc_errors(method):
             except Exception as exc:  # noqa: BLE001 - mapped to a status, never a traceback to clients
                 if _already_aborted(exc):
                     raise
-                _abort(context, exc)
+                _abort(context, exc, method.__name__)
         return stream
 
     @functools.wraps(method)
@@ -85,5 +97,5 @@ def rpc_errors(method):
         except Exception as exc:  # noqa: BLE001
             if _already_aborted(exc):
                 raise
-            _abort(context, exc)
+            _abort(context, exc, method.__name__)
     return unary

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from detector.files import save_json
-from server.errors import FailedPrecondition
+from detector.errors import FailedPrecondition
 from server.store import JOB_STATES, DatasetRow, JobRow, Store
 
 log = logging.getLogger("artdet.jobs")

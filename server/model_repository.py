@@ -14,7 +14,7 @@ from pathlib import Path
 
 from detector.files import save_json
 from detector.inference import Detector
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from detector.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 def read_active(root: Path, name: str) -> dict:

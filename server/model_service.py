@@ -7,7 +7,8 @@ import json
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from server.errors import InvalidArgument, rpc_errors
+from detector.errors import InvalidArgument
+from server.errors import rpc_errors
 from server.model_repository import ModelRepository
 from server.store import ModelRow, Store, check_name
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from detector.files import save_json
-from server.errors import FailedPrecondition, InvalidArgument, NotFound
+from detector.errors import FailedPrecondition, InvalidArgument, NotFound
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

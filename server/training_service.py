@@ -11,7 +11,8 @@ from typing import Any, Iterator
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from detector.config import TrainConfig
-from server.errors import InvalidArgument, rpc_errors
+from detector.errors import InvalidArgument
+from server.errors import rpc_errors
 from server.jobs import TERMINAL, JobRunner
 from server.model_repository import ModelRepository
 from server.store import JobRow, Store, check_name

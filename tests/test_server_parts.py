@@ -12,7 +12,7 @@ from artdet.v1 import artdet_pb2 as pb
 from server.app import ArtdetServer, ServerConfig
 from server.auth import parse_tokens
 from server.dataset_service import _ImageWriter
-from server.errors import InvalidArgument, ResourceExhausted
+from detector.errors import InvalidArgument, ResourceExhausted
 
 
 def test_token_formats_and_bad_roles():
