@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from detector.errors import DataCorrupted, InvalidArgument
-from detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_upright
+from detector.images import DEFAULT_MAX_PIXELS, ImageSize, PixelBudget, decode_upright
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")
@@ -70,6 +71,11 @@ def read_model_info(metadata: dict[str, str], source: str) -> ModelInfo:
         raise ModelLoadError(f"{source}: not an artdet ONNX model (metadata {exc} missing or invalid)") from None
 
 
+def _preview(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n[:40]) for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
+
+
 def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
     """The size GeneralizedRCNNTransform resizes an image to (torchvision's rule)."""
     scale = min(min_size / min(width, height), max_size / max(width, height))
@@ -81,10 +87,12 @@ class Detector:
 
     def __init__(self, model_path: str | Path, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 providers: Iterable[str] | None = None, optimization: str = "all", draft_decoding: bool = True):
+                 providers: Iterable[str] | None = None, optimization: str = "all", reduced_decoding: bool = True,
+                 decode_budget: PixelBudget | None = None, name: str | None = None, concurrent_runs: int = 2):
         self.path = Path(model_path)
+        self.name = name or self.path.name  # how messages refer to the model (never by its server path)
         if not self.path.is_file():
-            raise ModelLoadError(f"model file not found: {self.path}")
+            raise ModelLoadError(f"model {self.name}: file not found")
         options = ort.SessionOptions()
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
@@ -101,10 +109,13 @@ class Detector:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelLoadError(f"{self.path}: cannot be loaded by onnxruntime ({exc})") from None
-        self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+            raise ModelLoadError(f"model {self.name}: cannot be loaded by onnxruntime ({exc})") from None
+        self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, f"model {self.name}")
         self.max_pixels = max_pixels
-        self.draft_decoding = draft_decoding
+        self.reduced_decoding = reduced_decoding
+        self.decode_budget = decode_budget
+        # each run holds its own intermediate tensors: more runs at once than cores buys memory, not speed
+        self._runs = threading.BoundedSemaphore(max(1, concurrent_runs))
 
     @property
     def class_names(self) -> list[str]:
@@ -113,19 +124,20 @@ class Detector:
     def _decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"{source}: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+                raise InvalidArgument(f"{source}: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
             return image, image.shape[1], image.shape[0]
         if isinstance(image, (str, os.PathLike)):
             source = str(image)
-        draft = self._network_size if self.draft_decoding else None
-        array, size = decode_upright(image, self.max_pixels, source, draft_for=draft)
+        needed = self._network_size if self.reduced_decoding else None
+        array, size = decode_upright(image, self.max_pixels, source, needed_size=needed, budget=self.decode_budget)
         return array, size.width, size.height
 
     def _network_size(self, size: ImageSize) -> tuple[int, int]:
         return network_input_size(size.width, size.height, self.info.min_size, self.info.max_size)
 
     def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        boxes, scores, labels = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
+        with self._runs:
+            boxes, scores, labels = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         return boxes, scores, labels
 
     def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = 0.5,
@@ -139,7 +151,8 @@ class Detector:
             wanted = set(classes)
             unknown = wanted - set(self.class_names)
             if unknown:
-                raise ValueError(f"classes: {sorted(unknown)} not in the model's classes {self.class_names}")
+                raise InvalidArgument(f"classes: {_preview(sorted(unknown))} not in the model's classes "
+                                      f"{self.class_names}")
         result = DetectionResult(width, height)
         for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
             if score < score_threshold:

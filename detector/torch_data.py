@@ -58,7 +58,7 @@ class TorchDetectionDataset(Dataset):
 
     def __getitem__(self, index: int):
         record = self.dataset.images[index]
-        image = decode_image(record.path, self.max_pixels, draft_for=self._draft_size)
+        image = decode_image(record.path, self.max_pixels, needed_size=self._draft_size)
         scale_x, scale_y = image.shape[1] / record.width, image.shape[0] / record.height
         image, shrink = shrink_to_fit(image, self.max_side)
         boxes = [b for b in self.dataset.boxes(record.id) if not b.iscrowd]

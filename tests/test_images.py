@@ -67,7 +67,7 @@ def test_corrupt_truncated_and_oversized_images_get_clear_errors(tmp_path):
 
 def test_draft_decoding_keeps_at_least_the_requested_size():
     data = _encode(Image.new("RGB", (1600, 1200), (200, 100, 50)))
-    pixels, size = decode_upright(data, draft_for=lambda s: (300, 225))
+    pixels, size = decode_upright(data, needed_size=lambda s: (300, 225))
     assert (size.width, size.height) == (1600, 1200)
     assert 300 <= pixels.shape[1] < 1600 and 225 <= pixels.shape[0] < 1200
 

@@ -133,7 +133,7 @@ def _camera_photo(onnx_path: Path, threads: int, iterations: int) -> dict:
     photo = camera_photo_jpeg()
     rows = {}
     for draft in (False, True):
-        detector = Detector(onnx_path, intra_op_threads=threads, draft_decoding=draft)
+        detector = Detector(onnx_path, intra_op_threads=threads, reduced_decoding=draft)
         samples = latencies_ms(lambda: detector.detect(photo), max(5, iterations // 3))
         rows[f"detect_ort_12mp_p50_ms_{'draft' if draft else 'full_decode'}"] = round(percentile(samples, 50), 2)
     return rows
