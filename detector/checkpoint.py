@@ -13,7 +13,7 @@ from detector.files import atomic_write_bytes
 
 
 def save_torch(obj: Any, path: Path) -> None:
-    atomic_write_bytes(path, lambda handle: torch.save(obj, handle))
+    atomic_write_bytes(path, lambda handle: torch.save(obj, handle), what=f"checkpoint {path.name}")
 
 
 def load_torch(path: Path) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Training jobs: a FIFO queue served by worker processes, so training never blocks RPCs.
 
-A job's process dies with the server (PR_SET_PDEATHSIG); at the next start, jobs that were running
-are queued first again and resume from their last checkpoint.
+A worker runs in its own session (so a cancel reaches its DataLoader workers too) and sets its own
+parent-death signal at startup (server/job_worker.py): no Python runs between fork and exec here, which a
+threaded gRPC process cannot afford (preexec_fn). At the next start, jobs that were running are queued
+first again and resume from their last checkpoint; one whose model was already exported (result.json,
+model.onnx, parity passed) is registered without a worker.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from detector.files import save_json
-from detector.errors import FailedPrecondition
+from detector.errors import ArtdetError, FailedPrecondition
+from detector.files import is_disk_full
+from server.errors import redact_paths
+from server.faults import fault_point
+from server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
 from server.store import JOB_STATES, DatasetRow, JobRow, Store
 
 log = logging.getLogger("artdet.jobs")
@@ -34,12 +40,19 @@ def append_event(run_dir: Path, kind: str, **payload: Any) -> None:
         handle.write(json.dumps({"type": kind, "time": time.time(), **payload}) + "\n")
 
 
-def _die_with_parent() -> None:
-    os.setsid()  # own process group, so cancel reaches DataLoader workers too
+def exported_result(run_dir: Path) -> dict[str, Any] | None:
+    """The worker's result when it finished exporting (model.onnx written, parity passed), else None."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    export = result.get("export") if isinstance(result, dict) else None
+    if "error" in result or not isinstance(export, dict) or not (run_dir / "model.onnx").is_file():
+        return None
+    parity = export.get("parity")
+    if not isinstance(parity, dict) or parity.get("failures"):
+        return None
+    return result
 
 
 @dataclass
@@ -70,7 +83,9 @@ class JobRunner:
     def start(self) -> None:
         for job in self.store.list_jobs("running"):
             self.store.update_job(job.id, state="queued", restarts=job.restarts + 1)
-            append_event(job.run_dir, "restarted", note="server restarted; resuming from the last checkpoint")
+            note = ("server restarted; registering the model exported before the restart"
+                    if exported_result(job.run_dir) else "server restarted; resuming from the last checkpoint")
+            append_event(job.run_dir, "restarted", note=note)
         self._thread.start()
 
     def stop(self) -> None:
@@ -86,10 +101,19 @@ class JobRunner:
 
     # requests ------------------------------------------------------------------------------------
     def submit(self, dataset: DatasetRow, model_name: str, config: dict[str, Any], base_model: str = "") -> JobRow:
+        """The run folder, its job.json and its first event exist before the job's row: the runner never
+        picks a job whose folder is not there yet."""
+        self.store.ensure_free_space()
         job_id = uuid.uuid4().hex[:12]
-        job = self.store.create_job(job_id, dataset, model_name, config, base_model)
-        save_json({"config": config, "dataset": f"{dataset.name}/v{dataset.version}"}, job.run_dir / "job.json")
-        append_event(job.run_dir, "queued", dataset=dataset.name, dataset_version=dataset.version)
+        run_dir = self.store.run_dir(job_id)
+        try:
+            append_event(run_dir, "queued", dataset=dataset.name, dataset_version=dataset.version)
+            job = self.store.create_job(job_id, dataset, model_name, config, base_model)
+        except BaseException as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)  # only ever this call's new folder
+            if is_disk_full(exc) and not str(exc).startswith("data directory full"):
+                raise self.store.disk_full() from exc
+            raise
         self._wake.set()
         return job
 
@@ -138,12 +162,35 @@ class JobRunner:
                 self._launch(job)
 
     def _launch(self, job: JobRow) -> None:
-        (job.run_dir / "result.json").unlink(missing_ok=True)
-        log_file = (job.run_dir / "worker.log").open("ab")
-        env = {**os.environ, **self.worker_env}
-        process = subprocess.Popen([sys.executable, "-m", "server.job_worker", str(job.run_dir)],
-                                   stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                                   env=env, cwd=Path(__file__).resolve().parents[1])
+        result = exported_result(job.run_dir)
+        if result is not None:  # exported before the server went down: register it, do not train again
+            self._complete(job, 0, result)
+            self.on_state_change()
+            return
+        try:
+            if not (job.run_dir / "job.json").is_file():
+                raise FailedPrecondition(f"job {job.id}: its run folder has no job.json")
+            (job.run_dir / "result.json").unlink(missing_ok=True)
+            log_file = (job.run_dir / "worker.log").open("ab")
+        except Exception as exc:  # a job that cannot start fails visibly; the loop goes on
+            log.exception("starting job %s failed", job.id)
+            self._fail(job, f"starting the worker failed: {self._describe(exc)}")
+            self.on_state_change()
+            return
+        env = {**os.environ, **self.worker_env, SERVER_PID_ENV: str(os.getpid())}
+        try:
+            # no preexec_fn: the worker sets its own parent-death signal (server/job_worker.py). That signal
+            # follows the thread that forked it, so workers are started only from the runner's own thread,
+            # which lives as long as the runner does.
+            process = subprocess.Popen([sys.executable, "-m", "server.job_worker", str(job.run_dir)],
+                                       stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                       env=env, cwd=Path(__file__).resolve().parents[1])
+        except Exception as exc:
+            log_file.close()
+            log.exception("starting job %s failed", job.id)
+            self._fail(job, f"starting the worker failed: {self._describe(exc)}")
+            self.on_state_change()
+            return
         self._running[job.id] = _Running(job.id, process, log_file)
         self.store.update_job(job.id, state="running", started_at=job.started_at or time.time())
         append_event(job.run_dir, "started", pid=process.pid, restarts=job.restarts)
@@ -169,29 +216,51 @@ class JobRunner:
 
     def _finish(self, running: _Running) -> None:
         job = self.store.get_job(running.job_id)
-        now = time.time()
         if running.cancelled:
-            self.store.update_job(job.id, state="cancelled", finished_at=now)
+            self.store.update_job(job.id, state="cancelled", finished_at=time.time())
             append_event(job.run_dir, "cancelled")
             append_event(job.run_dir, "finished", state="cancelled")
             return
-        result_path = job.run_dir / "result.json"
-        result = json.loads(result_path.read_text()) if result_path.is_file() else {}
-        if running.process.returncode == 0 and "error" not in result and self.register is not None:
+        try:
+            result = json.loads((job.run_dir / "result.json").read_text())
+        except (OSError, ValueError):
+            result = {}
+        self._complete(job, running.process.returncode, result if isinstance(result, dict) else {})
+
+    def _complete(self, job: JobRow, returncode: int, result: dict[str, Any]) -> None:
+        """Register the model of a worker that succeeded, or fail the job with the worker's error."""
+        if returncode == 0 and "error" not in result and self.register is not None:
+            fault_point("exported")
             try:
                 version = self.register(job, result)
             except Exception as exc:  # registration problems fail the job, visibly
                 log.exception("registering the model of job %s failed", job.id)
-                result = {"error": f"registering the model failed: {exc}"}
-            else:
-                self.store.update_job(job.id, state="succeeded", model_version=version, finished_at=now)
-                append_event(job.run_dir, "registered", model_name=job.model_name, model_version=version)
-                append_event(job.run_dir, "finished", state="succeeded")
+                self._fail(job, f"registering the model failed: {self._describe(exc)}")
                 return
-        error = result.get("error") or self._log_tail(job.run_dir) or f"worker exited with {running.process.returncode}"
-        self.store.update_job(job.id, state="failed", error=error, finished_at=now)
-        append_event(job.run_dir, "failed", error=error)
-        append_event(job.run_dir, "finished", state="failed")
+            self.store.update_job(job.id, state="succeeded", model_version=version, finished_at=time.time())
+            append_event(job.run_dir, "registered", model_name=job.model_name, model_version=version)
+            append_event(job.run_dir, "finished", state="succeeded")
+            return
+        error = result.get("error") or ""
+        if not error and returncode == EXIT_DISK_FULL:
+            error = f"disk full in the training worker ({self.store.free_mb()} MB free)"
+        self._fail(job, error or self._log_tail(job.run_dir) or f"worker exited with {returncode}")
+
+    def _fail(self, job: JobRow, error: str) -> None:
+        error = redact_paths(error)
+        self.store.update_job(job.id, state="failed", error=error, finished_at=time.time())
+        try:
+            append_event(job.run_dir, "failed", error=error)
+            append_event(job.run_dir, "finished", state="failed")
+        except OSError:  # a full disk or a missing folder: the row says it all
+            log.warning("could not record the failure of job %s in its events", job.id, exc_info=True)
+
+    def _describe(self, exc: BaseException) -> str:
+        if is_disk_full(exc):
+            return str(exc) if str(exc).startswith("data directory full") else str(self.store.disk_full())
+        if isinstance(exc, ArtdetError):
+            return str(exc)
+        return f"{type(exc).__name__}: {exc}"
 
     @staticmethod
     def _log_tail(run_dir: Path) -> str:
