@@ -13,48 +13,43 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detector.config import STRATEGIES, AugmentConfig, TrainConfig
+from detector.config import AUGMENT_SCHEMA, TRAIN_SCHEMA, AugmentConfig, TrainConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
-_CHOICES = {"strategy": STRATEGIES, "optimizer": ("sgd", "adamw"), "schedule": ("cosine", "step"),
-            "weights": None}
-_HELP = {
-    "train": "COCO JSON (or Pascal VOC folder) of training annotations",
-    "val": "validation annotations; default: a seeded split of --train",
-    "images": "image root; default: each annotation file's folder",
-    "weights": "coco (torchvision's COCO weights via TORCH_HOME), none, or a weights/checkpoint file",
-    "max_size": "longest image side fed to the network (pixels)",
-    "trainable_backbone_layers": "backbone stages unfrozen in stage 2, counted from the top",
-    "patience": "epochs without val mAP gain before a stage ends (0: off)",
-}
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_train_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field (defaults None = the config's own default)."""
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in exclude or f.name == "augment":
+def add_train_config_arguments(parser: argparse.ArgumentParser, remote: bool = False) -> None:
+    """One flag per TrainConfig field, typed, with choices, range and default from the schema.
+
+    Flags default to None (= the config's own default; validate() checks the ranges). `remote`: only what a
+    caller of the service may set (no server-owned fields, augmentation on/off only).
+    """
+    for spec in TRAIN_SCHEMA.values():
+        if spec.kind == "section" or (remote and spec.server_owned):
             continue
-        kind = str(f.type)
-        kwargs: dict[str, Any] = {"default": None, "help": _HELP.get(f.name)}
-        if kind == "bool":
+        kwargs: dict[str, Any] = {"default": None, "help": spec.describe()}
+        if spec.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif kind.startswith("tuple"):
+        elif spec.kind == "floats":
             kwargs.update(type=float, nargs="+")
         else:
-            kwargs["type"] = int if kind.startswith("int") else float if kind.startswith("float") else str
-            if _CHOICES.get(f.name):
-                kwargs["choices"] = _CHOICES[f.name]
-        parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+            kwargs["type"] = {"int": int, "float": float}.get(spec.kind, str)
+            if spec.choices:
+                kwargs["choices"] = spec.choices
+        parser.add_argument(_flag(spec.name), dest=spec.name, **kwargs)
+    enabled = AUGMENT_SCHEMA["enabled"]
     parser.add_argument("--augment", dest="augment_enabled", action=argparse.BooleanOptionalAction, default=None,
-                        help="training augmentation (on by default)")
-    for f in dataclasses.fields(AugmentConfig):
-        if f.name != "enabled":
-            parser.add_argument(f"--aug-{f.name.replace('_', '-')}", dest=f"aug_{f.name}", type=float,
-                                default=None, help=f"probability of {f.name} augmentation")
+                        help=enabled.describe())
+    if remote:
+        return
+    for spec in AUGMENT_SCHEMA.values():
+        if spec.name != "enabled":
+            parser.add_argument(f"--aug-{spec.name.replace('_', '-')}", dest=f"aug_{spec.name}", type=float,
+                                default=None, help=spec.describe())
 
 
 def train_config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -78,18 +73,22 @@ def print_json(obj: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from detector.training import train
-
     if args.resume:
+        from detector.training import train
+
         summary = train(None, args.resume, resume=True, progress=not args.quiet)
     else:
         if not args.out:
             raise ValueError("--out: a run directory is required (or --resume RUN_DIR)")
+        config = train_config_from_args(args)
+        config.validate()  # before torch loads, and before --overwrite removes anything
         if (Path(args.out) / "config.json").exists():
             if not args.overwrite:
                 raise ValueError(f"--out: {args.out} already holds a run; use --resume {args.out} or --overwrite")
             shutil.rmtree(args.out)
-        summary = train(train_config_from_args(args), args.out, progress=not args.quiet)
+        from detector.training import train
+
+        summary = train(config, args.out, progress=not args.quiet)
     if summary:
         final, baseline = summary["final"], summary["baseline"]
         print(f"run {summary['run_id']}: baseline mAP {baseline['map']:.4f} -> fine-tuned mAP "
