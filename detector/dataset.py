@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from detector.errors import InvalidArgument
-from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size, resolve_inside
+from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size
 
 DEFAULT_CLIP_TOLERANCE_PX = 2.0
+MAX_NAME_PART_BYTES = 255  # one folder or file name, as common file systems allow
+MAX_NAME_BYTES = 1024  # a whole relative file name
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,84 @@ class DatasetValidationError(InvalidArgument):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A client's value for a message: its repr, shortened; never fails (deep nesting, huge integers)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints over the digit limit, nesting past the recursion limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def file_name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a relative file name under a folder the server owns; None when it can."""
+    if not isinstance(name, str) or not name:
+        return f"a non-empty file name is required, got {show(name)}"
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+        return f"file name {show(name)} contains control characters"
+    posix = name.replace("\\", "/")
+    parts = [part for part in posix.split("/") if part not in ("", ".")]
+    if posix.startswith("/") or ".." in parts:
+        return f"file name {show(name)} must be a relative path inside the image root"
+    if not parts:
+        return f"file name {show(name)} names no file"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"file name {show(name)} is longer than {MAX_NAME_BYTES} bytes"
+    if any(len(part.encode("utf-8")) > MAX_NAME_PART_BYTES for part in parts):
+        return f"file name {show(name)} has a part longer than {MAX_NAME_PART_BYTES} bytes"
+    return None
+
+
+def normalize_file_name(name: str) -> str:
+    """The canonical form of a name that passed file_name_problem: '/' separators, no '.' or empty parts."""
+    return "/".join(part for part in name.replace("\\", "/").split("/") if part not in ("", "."))
+
+
+def check_file_name(name: Any, field: str) -> str:
+    """`name` normalised (see normalize_file_name), or InvalidArgument naming `field`."""
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise InvalidArgument(f"{field}: {problem}")
+    return normalize_file_name(name)
+
+
+class NameTree:
+    """Relative file names that must coexist in one folder: none twice, none both a file and a folder."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.folders: set[str] = set()
+
+    def add(self, name: str) -> str | None:
+        """Record normalised `name`; the reason it clashes with an earlier one, or None."""
+        if name in self.files:
+            return f"{show(name)} is named twice"
+        if name in self.folders:
+            return f"{show(name)} is a folder of an earlier file name, so it cannot also be a file"
+        parts = name.split("/")
+        prefixes = ["/".join(parts[:end]) for end in range(1, len(parts))]
+        for prefix in prefixes:
+            if prefix in self.files:
+                return f"{show(name)} lies under {show(prefix)}, an earlier file name, so that cannot be a folder"
+        self.files.add(name)
+        self.folders.update(prefixes)
+        return None
+
+
+def parse_json(data: bytes | str, source: str) -> Any:
+    """JSON text (UTF-8, a byte order mark allowed) to Python; DatasetValidationError naming `source` otherwise."""
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, (bytes, bytearray)) else data
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except RecursionError:
+        reason = "not valid JSON (nested too deeply)"
+    except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
+        reason = f"not valid JSON ({exc})"
+    raise DatasetValidationError(source, [Problem("file", reason)])
 
 
 @dataclass
@@ -123,25 +204,42 @@ class DetectionDataset:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _is_int_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def _image_where(entry: dict) -> str:
-    return f"image {entry.get('id')!r} ({entry.get('file_name')!r})"
+    return f"image {show(entry.get('id'))} ({show(entry.get('file_name'))})"
+
+
+# how much of the dataset a validator checks
+_FILES = "files"  # image files exist, decode, and give the sizes
+_DECLARED = "declared"  # no files: the declared sizes are trusted
+_STRUCTURE = "structure"  # no files and no sizes: types, ids, references, names, box shapes
 
 
 class _CocoValidator:
-    def __init__(self, coco: dict, image_root: Path, clip_tolerance: float, max_pixels: int, check_files: bool):
+    def __init__(self, coco: dict, image_root: Path, clip_tolerance: float, max_pixels: int, mode: str):
         self.coco = coco
         self.image_root = image_root
         self.clip_tolerance = clip_tolerance
         self.max_pixels = max_pixels
-        self.check_files = check_files
+        self.mode = mode
         self.problems: list[Problem] = []
+        self.declared_image_ids: set[int] = set()
+        self.declared_category_ids: set[int] = set()
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -149,45 +247,48 @@ class _CocoValidator:
     def categories(self) -> tuple[list[int], list[str]]:
         entries = self.coco.get("categories")
         if not isinstance(entries, list) or not entries:
-            self.problem("categories", "missing or empty: at least one category is required")
+            self.problem("categories", f"missing or empty: a list of at least one category is required, "
+                                       f"got {show(entries, 40)}")
             return [], []
         seen: dict[int, str] = {}
         names: Counter = Counter()
         for index, cat in enumerate(entries):
             if not isinstance(cat, dict) or not _is_int_id(cat.get("id")):
-                self.problem(f"category #{index}", "needs an integer 'id'")
+                got = cat.get("id") if isinstance(cat, dict) else cat
+                self.problem(f"category #{index}", f"needs an integer 'id', got {show(got, 40)}")
                 continue
             name = cat.get("name")
             if not isinstance(name, str) or not name.strip():
-                self.problem(f"category {cat['id']}", "needs a non-empty 'name'")
+                self.problem(f"category {show(cat['id'])}", f"needs a non-empty 'name', got {show(name, 40)}")
                 continue
             if cat["id"] in seen:
-                self.problem(f"category {cat['id']}", "duplicate category id")
+                self.problem(f"category {show(cat['id'])}", "duplicate category id")
                 continue
             seen[cat["id"]] = name.strip()
             names[name.strip().lower()] += 1
         for name, count in names.items():
             if count > 1:
-                self.problem("categories", f"category name {name!r} is used {count} times")
+                self.problem("categories", f"category name {show(name)} is used {count} times")
+        self.declared_category_ids = set(seen)
         ids = sorted(seen)
         return ids, [seen[i] for i in ids]
 
     def images(self) -> list[ImageRecord]:
         entries = self.coco.get("images")
         if not isinstance(entries, list):
-            self.problem("images", "missing: a list of images is required")
+            self.problem("images", f"missing: a list of images is required, got {show(entries, 40)}")
             return []
         records: list[ImageRecord] = []
-        seen_ids: set[int] = set()
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict) or not _is_int_id(entry.get("id")):
-                self.problem(f"image #{index}", "needs an integer 'id'")
+                got = entry.get("id") if isinstance(entry, dict) else entry
+                self.problem(f"image #{index}", f"needs an integer 'id', got {show(got, 40)}")
                 continue
             where = _image_where(entry)
-            if entry["id"] in seen_ids:
+            if entry["id"] in self.declared_image_ids:
                 self.problem(where, "duplicate image id")
                 continue
-            seen_ids.add(entry["id"])
+            self.declared_image_ids.add(entry["id"])
             record = self._image_record(entry, where)
             if record is not None:
                 records.append(record)
@@ -195,22 +296,33 @@ class _CocoValidator:
 
     def _image_record(self, entry: dict, where: str) -> ImageRecord | None:
         file_name = entry.get("file_name")
-        if not isinstance(file_name, str) or not file_name:
-            self.problem(where, "needs a 'file_name'")
+        problem = file_name_problem(file_name)
+        if problem is not None:
+            self.problem(where, f"'file_name': {problem}")
             return None
-        try:
-            path = resolve_inside(self.image_root, file_name.replace("\\", "/"))
-        except ValueError as exc:
-            self.problem(where, str(exc))
-            return None
+        path = self.image_root / normalize_file_name(file_name)
         declared = (entry.get("width"), entry.get("height"))
-        if not self.check_files:
-            if not all(_is_number(v) and v > 0 for v in declared):
+        wrong = [key for key, value in zip(("width", "height"), declared)
+                 if value is not None and not (_is_number(value) and value > 0)]
+        if wrong:
+            self.problem(where, " and ".join(f"'{key}'" for key in wrong) + " must be a positive number, got "
+                         + ", ".join(show(entry.get(key), 40) for key in wrong))
+            return None
+        if self.mode == _STRUCTURE:
+            sizes = [int(v) if v is not None else 0 for v in declared]
+            return ImageRecord(entry["id"], file_name, sizes[0], sizes[1], path)
+        if self.mode == _DECLARED:
+            if not all(v is not None and v > 0 for v in declared):
                 self.problem(where, "needs positive 'width' and 'height' when image files are not checked")
                 return None
             return ImageRecord(entry["id"], file_name, int(declared[0]), int(declared[1]), path)
-        if not path.is_file():
-            self.problem(where, f"image file not found: {path}")
+        try:
+            found = path.is_file()
+        except OSError as exc:
+            self.problem(where, f"image file cannot be read ({exc.strerror or type(exc).__name__})")
+            return None
+        if not found:
+            self.problem(where, "image file not found")
             return None
         try:
             size = read_image_size(path, self.max_pixels)
@@ -220,60 +332,68 @@ class _CocoValidator:
         if declared != (None, None) and (declared[0] != size.width or declared[1] != size.height):
             self.problem(
                 where,
-                f"declared size {declared[0]}x{declared[1]} disagrees with the file's upright size "
+                f"declared size {show(declared[0])}x{show(declared[1])} disagrees with the file's upright size "
                 f"{size.width}x{size.height}",
             )
             return None
         return ImageRecord(entry["id"], file_name, size.width, size.height, path)
 
-    def boxes(self, images: dict[int, ImageRecord], label_of: dict[int, int], declared_image_ids: set[int]):
+    def boxes(self, images: dict[int, ImageRecord], label_of: dict[int, int]) -> dict[int, list[BoxRecord]]:
         entries = self.coco.get("annotations", [])
         if not isinstance(entries, list):
-            self.problem("annotations", "must be a list")
+            self.problem("annotations", f"must be a list, got {show(entries, 40)}")
             return {}
         by_image: dict[int, list[BoxRecord]] = {}
         seen_ids: set[int] = set()
         for index, ann in enumerate(entries):
             if not isinstance(ann, dict) or not _is_int_id(ann.get("id")):
-                self.problem(f"annotation #{index}", "needs an integer 'id'")
+                got = ann.get("id") if isinstance(ann, dict) else ann
+                self.problem(f"annotation #{index}", f"needs an integer 'id', got {show(got, 40)}")
                 continue
-            where = f"annotation {ann['id']}"
+            where = f"annotation {show(ann['id'])}"
             if ann["id"] in seen_ids:
                 self.problem(where, "duplicate annotation id")
                 continue
             seen_ids.add(ann["id"])
-            image_id, category_id = ann.get("image_id"), ann.get("category_id")
-            if image_id not in declared_image_ids:
-                self.problem(where, f"unknown image_id {image_id!r}")
+            usable = True
+            for key, known in (("image_id", self.declared_image_ids), ("category_id", self.declared_category_ids)):
+                value = ann.get(key)
+                if not _is_int_id(value):
+                    self.problem(where, f"needs an integer '{key}', got {show(value, 40)} ({_kind(value)})")
+                    usable = False
+                elif value not in known or (key == "category_id" and value not in label_of):
+                    self.problem(where, f"unknown {key} {show(value)}")
+                    usable = False
+            iscrowd = ann.get("iscrowd", 0)
+            if not (isinstance(iscrowd, int) and iscrowd in (0, 1)):
+                self.problem(where, f"'iscrowd' must be 0 or 1, got {show(iscrowd, 40)}")
+                usable = False
+            if not usable:
                 continue
-            if category_id not in label_of:
-                self.problem(where, f"unknown category_id {category_id!r}")
-                continue
-            image = images.get(image_id)
-            if image is None:  # the image itself had a problem, already reported
-                continue
+            image = images.get(ann["image_id"])
             box = self._box(ann, image, where)
-            if box is not None:
-                by_image.setdefault(image_id, []).append(
-                    BoxRecord(ann["id"], image_id, label_of[category_id], box, bool(ann.get("iscrowd", 0)))
-                )
+            if box is not None and image is not None:  # an image with a problem is already reported
+                by_image.setdefault(image.id, []).append(
+                    BoxRecord(ann["id"], image.id, label_of[ann["category_id"]], box, bool(iscrowd)))
         return by_image
 
-    def _box(self, ann: dict, image: ImageRecord, where: str):
+    def _box(self, ann: dict, image: ImageRecord | None, where: str):
         bbox = ann.get("bbox")
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            self.problem(where, f"bbox must be four finite numbers [x, y, width, height], got {bbox!r}")
+            self.problem(where, f"bbox must be four finite numbers [x, y, width, height], got {show(bbox)}")
             return None
         x, y, w, h = (float(v) for v in bbox)
         if w <= 0 or h <= 0:
             self.problem(where, f"bbox has non-positive size {w:g}x{h:g}")
+            return None
+        if image is None or self.mode == _STRUCTURE:  # the size to check against is not known here
             return None
         x1, y1, x2, y2 = x, y, x + w, y + h
         tol = self.clip_tolerance
         if x1 < -tol or y1 < -tol or x2 > image.width + tol or y2 > image.height + tol:
             self.problem(
                 where,
-                f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] lies outside image {image.id} "
+                f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] lies outside image {show(image.id)} "
                 f"({image.width}x{image.height}) by more than {tol:g} px",
             )
             return None
@@ -283,6 +403,37 @@ class _CocoValidator:
             self.problem(where, "bbox has no area inside the image")
             return None
         return (x1, y1, x2, y2)
+
+
+def _validate(coco: Any, source: str, image_root: Path, clip_tolerance: float, max_pixels: int, mode: str,
+              class_names: list[str] | None) -> DetectionDataset:
+    if not isinstance(coco, dict):
+        raise DatasetValidationError(source, [Problem("file", f"top level must be a JSON object, got {_kind(coco)}")])
+    validator = _CocoValidator(coco, image_root, clip_tolerance, max_pixels, mode)
+    category_ids, names = validator.categories()
+    if class_names is not None:
+        by_name = {n.lower(): cid for cid, n in zip(category_ids, names)}
+        missing = [n for n in names if n.lower() not in {c.lower() for c in class_names}]
+        if missing:
+            validator.problem("categories", f"classes {show(missing)} are not among the model's classes "
+                                            f"{show(class_names)}")
+        # a class the file lacks gets a unique negative id so its (empty) ground truth stays distinct
+        category_ids = [by_name.get(n.lower(), -(i + 1)) for i, n in enumerate(class_names)]
+        names = list(class_names)
+    label_of = {cid: index + 1 for index, cid in enumerate(category_ids)}
+    records = validator.images()
+    boxes = validator.boxes({r.id: r for r in records}, label_of)
+    if validator.problems:
+        raise DatasetValidationError(source, validator.problems)
+    return DetectionDataset(names, category_ids, records, boxes, source)
+
+
+def check_coco_structure(coco: Any, source: str = "annotations") -> None:
+    """What can be checked without the image files: types, ids and references, file names, box shapes.
+
+    Raises DatasetValidationError listing every such problem; load_coco with the files checks the rest.
+    """
+    _validate(coco, source, Path("."), DEFAULT_CLIP_TOLERANCE_PX, DEFAULT_MAX_PIXELS, _STRUCTURE, None)
 
 
 def load_coco(
@@ -297,39 +448,23 @@ def load_coco(
     """Read and validate a COCO detection dataset; raise DatasetValidationError listing every problem.
 
     Images resolve under `image_root` (default: the JSON file's folder). `class_names`, when given,
-    fixes the label order (a validation set must use the training set's labels).
+    fixes the label order (a validation set must use the training set's labels). `coco` may be the
+    parsed JSON of any shape: anything but an object is reported as a problem.
     """
     source = "annotations"
-    if not isinstance(coco, dict):
+    if isinstance(coco, (str, os.PathLike)):
         path = Path(coco)
         source = str(path)
         image_root = Path(image_root) if image_root is not None else path.parent
         try:
-            coco = json.loads(path.read_text(encoding="utf-8"))
+            data = path.read_bytes()
         except FileNotFoundError:
             raise DatasetValidationError(source, [Problem("file", "annotation file not found")]) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DatasetValidationError(source, [Problem("file", f"not valid JSON ({exc})")]) from None
-    if not isinstance(coco, dict):
-        raise DatasetValidationError(source, [Problem("file", "top level must be a JSON object")])
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise DatasetValidationError(source, [Problem("file", f"cannot be read ({reason})")]) from None
+        coco = parse_json(data, source)
     if image_root is None:
-        raise ValueError("image_root is required when the annotations are given as a dict")
-
-    validator = _CocoValidator(coco, Path(image_root), clip_tolerance, max_pixels, check_files)
-    category_ids, names = validator.categories()
-    if class_names is not None:
-        by_name = {n.lower(): cid for cid, n in zip(category_ids, names)}
-        missing = [n for n in names if n.lower() not in {c.lower() for c in class_names}]
-        if missing:
-            validator.problem("categories", f"classes {missing} are not among the model's classes {class_names}")
-        # a class the file lacks gets a unique negative id so its (empty) ground truth stays distinct
-        category_ids = [by_name.get(n.lower(), -(i + 1)) for i, n in enumerate(class_names)]
-        names = list(class_names)
-    label_of = {cid: index + 1 for index, cid in enumerate(category_ids)}
-    records = validator.images()
-    declared_ids = {e.get("id") for e in coco.get("images", []) if isinstance(e, dict)}
-    by_id = {r.id: r for r in records}
-    boxes = validator.boxes(by_id, label_of, declared_ids)
-    if validator.problems:
-        raise DatasetValidationError(source, validator.problems)
-    return DetectionDataset(names, category_ids, records, boxes, source)
+        raise ValueError("image_root is required when the annotations are given as parsed JSON")
+    mode = _FILES if check_files else _DECLARED
+    return _validate(coco, source, Path(image_root), clip_tolerance, max_pixels, mode, class_names)

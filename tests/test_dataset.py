@@ -170,3 +170,114 @@ def test_statistics(tmp_path):
     coco = json.loads(path.read_text())
     assert stats["max_width"] == max(im["width"] for im in coco["images"])
     assert np.isfinite(stats["min_height"])
+
+
+def test_fields_of_the_wrong_type_are_problems_with_ids(tmp_path):
+    """Lists, dicts, bools and huge numbers where ids, sizes and boxes belong: reported, all at once."""
+    _jpeg(tmp_path / "a.jpg")
+    coco = {
+        "categories": [{"id": 1, "name": "person"}, {"id": [2], "name": "x"}, {"id": 3, "name": ["y"]}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg"},
+            {"id": {"n": 2}, "file_name": "a.jpg"},
+            {"id": True, "file_name": "a.jpg"},
+            {"id": 4, "file_name": ["a.jpg"]},
+            {"id": 5, "file_name": "a.jpg", "width": [100], "height": 80},
+            {"id": 6, "file_name": "a" * 300 + ".jpg"},
+        ],
+        "annotations": [
+            {"id": 10, "image_id": True, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 11, "image_id": [1], "category_id": {"id": 1}, "bbox": [1, 1, 5, 5]},
+            {"id": 12, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10 ** 400, 5]},
+            {"id": 13, "image_id": 1, "category_id": 1, "bbox": [1, [1], 5, 5]},
+            {"id": 14, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": [0]},
+            {"id": [15], "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+        ],
+    }
+    with pytest.raises(DatasetValidationError) as caught:
+        load_coco(coco, tmp_path)
+    expected = [
+        ("category #1", "integer 'id'"),
+        ("category 3", "non-empty 'name'"),
+        ("image #1", "integer 'id'"),
+        ("image #2", "integer 'id'"),
+        ("image 4 ", "file_name"),
+        ("image 5 ", "'width' must be a positive number"),
+        ("image 6 ", "longer than 255 bytes"),
+        ("annotation 10", "integer 'image_id', got True"),
+        ("annotation 11", "integer 'image_id'"),
+        ("annotation 11", "integer 'category_id'"),
+        ("annotation 12", "four finite numbers"),
+        ("annotation 13", "four finite numbers"),
+        ("annotation 14", "'iscrowd' must be 0 or 1"),
+        ("annotation #5", "integer 'id'"),
+    ]
+    problems = [str(p) for p in caught.value.problems]
+    for where, what in expected:
+        assert any(p.startswith(where) and what in p for p in problems), (where, what, problems)
+    assert len(problems) == len(expected), problems
+    with pytest.raises(DatasetValidationError, match="images: missing: a list of images is required, got 5"):
+        load_coco({**coco, "images": 5}, tmp_path)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("[]", "top level must be a JSON object, got list"),
+    ("null", "got null"),
+    ("1e999", "got float"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"images": [{"id": 1' + "0" * 5000 + "}]}", "not valid JSON"),
+])
+def test_annotation_files_of_the_wrong_shape(tmp_path, text, what):
+    path = tmp_path / "odd.json"
+    path.write_text(text)
+    with pytest.raises(DatasetValidationError, match=what):
+        load_coco(path)
+
+
+def test_a_class_missing_from_the_file_cannot_be_referenced(tmp_path):
+    """With the model's classes, a class the file lacks gets a negative id internally: not a usable category_id."""
+    _jpeg(tmp_path / "a.jpg")
+    coco = {"categories": [{"id": 5, "name": "dog"}], "images": [{"id": 1, "file_name": "a.jpg"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": -1, "bbox": [1, 1, 10, 10]}]}
+    with pytest.raises(DatasetValidationError, match="annotation 1: unknown category_id -1"):
+        load_coco(coco, tmp_path, class_names=["person", "dog"])
+
+
+def test_structure_check_needs_no_image_files():
+    from detector.dataset import check_coco_structure
+
+    coco = {"categories": [{"id": 1, "name": "person"}],
+            "images": [{"id": 1, "file_name": "not/there.jpg"}, {"id": 2, "file_name": "../up.jpg"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1e6, 1e6, 5, 5]},
+                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 5]}]}
+    with pytest.raises(DatasetValidationError) as caught:
+        check_coco_structure(coco)
+    problems = [str(p) for p in caught.value.problems]
+    assert len(problems) == 2 and "relative path inside" in problems[0] and "non-positive size" in problems[1]
+    coco["images"].pop()
+    coco["annotations"].pop()
+    check_coco_structure(coco)  # missing files and box bounds are the full check's business
+
+
+def test_pascal_voc_odd_numbers_and_images_named_twice(tmp_path):
+    def xml(file_name, width="200", difficult="0"):
+        return (f"<annotation><filename>{file_name}</filename><size><width>{width}</width><height>100</height>"
+                f"</size><object><name>person</name><difficult>{difficult}</difficult><bndbox><xmin>1</xmin>"
+                f"<ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>")
+
+    folder = tmp_path / "Annotations"
+    folder.mkdir()
+    (folder / "a.xml").write_text(xml("p1.jpg"))
+    (folder / "b.xml").write_text(xml("p1.jpg"))
+    (folder / "c.xml").write_text(xml("p3.jpg", width="inf"))
+    (folder / "d.xml").write_text(xml("p4.jpg", width="nan"))
+    (folder / "e.xml").write_text(xml("p5.jpg", difficult="maybe"))
+    (folder / "f.xml").mkdir()  # a folder that looks like an annotation file
+    with pytest.raises(DatasetValidationError) as caught:
+        voc_to_coco(folder)
+    problems = [str(p) for p in caught.value.problems]
+    assert any(p.startswith("b.xml: <filename> 'p1.jpg' is also the image of a.xml") for p in problems), problems
+    assert any(p.startswith("c.xml: <size> needs numeric <width>") for p in problems), problems
+    assert any(p.startswith("d.xml: <size> needs numeric <width>") for p in problems), problems
+    assert any(p.startswith("e.xml: an <object>'s <difficult> must be 0 or 1") for p in problems), problems
+    assert len(problems) == 4, problems
