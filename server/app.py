@@ -5,6 +5,7 @@ worker processes."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -20,6 +21,8 @@ from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from server.auth import AuthInterceptor, load_tokens
 from server.detection_service import DetectionServicer
+from server.guard import RequestGuard
+from server.memory import return_large_buffers_to_the_os
 from server.metrics import MetricsInterceptor, ServerMetrics
 from server.model_repository import ModelRepository
 
@@ -40,11 +43,17 @@ class ServerConfig:
     max_upload_mb: int = 20_000
     job_concurrency: int = 1
     rpc_threads: int = 16
+    max_streams: int = 0  # streams (uploads, watches, DetectStream, downloads) open at once; 0: rpc_threads // 2
+    detect_concurrency: int = 2  # model runs at once; more than cores costs memory, not speed
+    decode_budget_mp: int = 16  # megapixels decoded at once across Detect calls (bounds decoding memory)
+    extra_loaded_versions: int = 2  # versions kept loaded beside each name's active and previous one
+    shutdown_grace_s: float = 5.0
     ort_intra_threads: int | None = None
     ort_inter_threads: int | None = None
     default_model: str = ""
     metrics_port: int = 0  # 0: no Prometheus endpoint
     refresh_seconds: float = 2.0  # Detect-only replicas re-read active.json this often
+    min_free_mb: int = 500  # below this much free space under data_dir, uploads and new jobs are refused
 
 
 def _register_model(store, job, result: dict[str, Any]) -> int:
@@ -73,9 +82,11 @@ class ArtdetServer:
         self._stop_refresh = threading.Event()
         options = [("grpc.max_receive_message_length", config.max_message_mb << 20),
                    ("grpc.max_send_message_length", config.max_message_mb << 20)]
+        max_streams = config.max_streams or max(1, config.rpc_threads // 2)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
-                                  interceptors=[MetricsInterceptor(self.metrics), AuthInterceptor(self.tokens)],
-                                  options=options)
+                                  interceptors=[MetricsInterceptor(self.metrics), AuthInterceptor(self.tokens),
+                                                RequestGuard(max_streams)],
+                                  options=options, maximum_concurrent_rpcs=config.rpc_threads * 8)
         services = [pb.DESCRIPTOR.services_by_name["DetectionService"].full_name]
         if config.model_dir:
             models_root = Path(config.model_dir)
@@ -85,7 +96,10 @@ class ArtdetServer:
             models_root = Path(config.data_dir) / "models"
             self._add_full_service(services)
         self.repository = ModelRepository(models_root, config.ort_intra_threads, config.ort_inter_threads,
-                                          config.max_image_pixels, config.default_model)
+                                          config.max_image_pixels, config.default_model,
+                                          extra_versions=config.extra_loaded_versions,
+                                          decode_budget_pixels=config.decode_budget_mp * 1_000_000,
+                                          concurrent_runs=config.detect_concurrency)
         if self.runner is not None:
             self._bind_full_service()
         rpc.add_DetectionServiceServicer_to_server(DetectionServicer(self.repository), self.server)
@@ -100,7 +114,7 @@ class ArtdetServer:
         from server.jobs import JobRunner
         from server.store import Store
 
-        self.store = Store(self.config.data_dir)
+        self.store = Store(self.config.data_dir, self.config.min_free_mb)
         self.runner = JobRunner(self.store, self.config.job_concurrency,
                                 register=lambda job, result: _register_model(self.store, job, result))
         self.runner.on_state_change = lambda: self.metrics.set_job_counts(self.runner.counts())
@@ -150,21 +164,35 @@ class ArtdetServer:
         while not self._stop_refresh.wait(self.config.refresh_seconds):
             self.repository.refresh()
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float | None = None) -> bool:
+        """Stop accepting calls, cancel what is still open after `grace`; True if everything ended in time."""
+        grace = self.config.shutdown_grace_s if grace is None else grace
         self._stop_refresh.set()
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        ended = self.server.stop(grace).wait(grace + 5.0)
         if self.runner is not None:
             self.runner.stop()
+        return ended
 
 
 def serve(config: ServerConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return_large_buffers_to_the_os()
     server = ArtdetServer(config)
     server.start()
     stopped = threading.Event()
+
+    def on_signal(*_):
+        if stopped.is_set():  # a second signal: the operator wants it gone now
+            os._exit(1)
+        stopped.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+        signal.signal(sig, on_signal)
     print(f"artdet: ready on {config.host}:{server.port}", flush=True)
     stopped.wait()
-    server.stop()
+    if not server.stop():
+        log.warning("calls still open after the %.0f s grace period were abandoned", config.shutdown_grace_s)
+    logging.shutdown()
+    # A gRPC handler thread stuck in a client's half-sent stream must not keep the process alive.
+    os._exit(0)

@@ -6,12 +6,32 @@ import time
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.errors import DeadlineExceeded, InvalidArgument
-from server.errors import rpc_errors
+from detector.errors import ArtdetError, DeadlineExceeded, InvalidArgument
+from server.errors import rpc_errors, status_of
 from server.model_repository import ModelRepository
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_MAX_DETECTIONS = 100
+MAX_DETECTIONS_LIMIT = 1000
+MAX_CLASS_FILTER = 256
+MAX_CLASS_NAME_CHARS = 128
+
+
+def _check_request(request: pb.DetectRequest) -> tuple[float, int]:
+    if not request.image:
+        raise InvalidArgument("image: empty; send JPEG, PNG or WebP bytes")
+    threshold = request.score_threshold if request.HasField("score_threshold") else DEFAULT_SCORE_THRESHOLD
+    if not 0.0 <= threshold <= 1.0:  # NaN fails this too
+        raise InvalidArgument(f"score_threshold: {threshold} is not within [0, 1]")
+    if not 0 <= request.max_detections <= MAX_DETECTIONS_LIMIT:
+        raise InvalidArgument(f"max_detections: {request.max_detections} is not within [0, {MAX_DETECTIONS_LIMIT}]")
+    if request.model_version < 0:
+        raise InvalidArgument(f"model_version: {request.model_version} must be >= 0")
+    if len(request.classes) > MAX_CLASS_FILTER:
+        raise InvalidArgument(f"classes: {len(request.classes)} names; at most {MAX_CLASS_FILTER}")
+    if any(len(name) > MAX_CLASS_NAME_CHARS for name in request.classes):
+        raise InvalidArgument(f"classes: a class name is longer than {MAX_CLASS_NAME_CHARS} characters")
+    return threshold, request.max_detections or DEFAULT_MAX_DETECTIONS
 
 
 class DetectionServicer(rpc.DetectionServiceServicer):
@@ -20,22 +40,13 @@ class DetectionServicer(rpc.DetectionServiceServicer):
 
     def _detect(self, request: pb.DetectRequest, context, source: str = "image") -> pb.DetectResponse:
         started = time.perf_counter()
-        if not request.image:
-            raise InvalidArgument("image: empty; send JPEG, PNG or WebP bytes")
-        threshold = request.score_threshold if request.HasField("score_threshold") else DEFAULT_SCORE_THRESHOLD
-        if not 0.0 <= threshold <= 1.0:
-            raise InvalidArgument(f"score_threshold: {threshold} is not within [0, 1]")
-        if request.max_detections < 0:
-            raise InvalidArgument("max_detections: must be >= 0")
+        threshold, max_detections = _check_request(request)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline expired before detection started")
         model = self.repository.resolve(request.model_name, request.model_version)
-        try:
-            result = model.detector.detect(request.image, threshold, request.max_detections or DEFAULT_MAX_DETECTIONS,
-                                           list(request.classes) or None, source=source)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        result = model.detector.detect(request.image, threshold, max_detections, list(request.classes) or None,
+                                       source=source)
         width, height = result.width, result.height
         response = pb.DetectResponse(width=width, height=height, model_name=model.name, model_version=model.version)
         for det in result.detections:
@@ -54,5 +65,10 @@ class DetectionServicer(rpc.DetectionServiceServicer):
 
     @rpc_errors
     def DetectStream(self, request_iterator, context):
+        """A bad frame is answered with its error and the stream goes on; a server fault still ends it."""
         for index, request in enumerate(request_iterator):
-            yield self._detect(request, context, source=f"frame {index}")
+            try:
+                yield self._detect(request, context, source=f"frame {index}")
+            except ArtdetError as exc:
+                code, message = status_of(exc)
+                yield pb.DetectResponse(error=pb.FrameError(code=code.name, message=message))

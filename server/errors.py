@@ -7,18 +7,17 @@ No message leaves the server with one of its paths in it.
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 import logging
 import re
-import sqlite3
 import uuid
 
 import grpc
 
 from detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull, FailedPrecondition,
                              InvalidArgument, NotFound, ResourceExhausted, Unavailable)
+from detector.files import is_disk_full
 
 log = logging.getLogger("artdet.server")
 
@@ -32,7 +31,7 @@ CODES: tuple[tuple[type[ArtdetError], grpc.StatusCode], ...] = (
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
     (DataCorrupted, grpc.StatusCode.DATA_LOSS),
 )
-_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+MAX_MESSAGE_CHARS = 2000  # status details travel in HTTP/2 trailers, which have a hard size limit
 # an absolute path of two or more parts, as the OS or a library may put into a message
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,()\[\]]+/)+([^\s'\"/:,()\[\]]*)")
 
@@ -40,14 +39,6 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,()\[\]]+/)+([^\s'\"/:,()
 def redact_paths(message: str) -> str:
     """Keep the last part of each absolute path (a file's own name), drop the folders it lives in."""
     return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "<path>", message)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, DiskFull):
-        return True
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -69,7 +60,7 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, method: str):
         request_id = uuid.uuid4().hex[:12]
         log.error("request %s (%s) failed", request_id, method, exc_info=exc)
         message = f"internal error (request id {request_id}; the server log has the details)"
-    context.abort(code, message)
+    context.abort(code, message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + " ...")
 
 
 def _already_aborted(exc: BaseException) -> bool:

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
 from detector.files import save_json
+from detector.images import PixelBudget
 from detector.inference import Detector
-from detector.errors import FailedPrecondition, InvalidArgument, NotFound
+from server.names import check_name
+from server.faults import fault_point
 
 
 def read_active(root: Path, name: str) -> dict:
     path = root / name / "active.json"
     if not path.is_file():
         return {"version": 0, "history": []}
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+        return {"version": int(state["version"]), "history": [int(v) for v in state["history"]]}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataCorrupted(f"model {name!r}: its active.json is damaged ({type(exc).__name__})") from None
 
 
 def write_active(root: Path, name: str, version: int, history: list[int]) -> None:
@@ -40,18 +48,25 @@ class ModelRepository:
     """Loaded detectors by (name, version) and which version each name serves.
 
     Activation loads the new version before switching, so requests in flight keep the model they
-    started with and every later request gets the new one; nothing fails in between.
+    started with and every later request gets the new one; nothing fails in between. Each name keeps
+    its active and its previous version loaded; other versions (asked for explicitly) stay in a small
+    LRU and are unloaded when evicted, once the calls that still hold them finish.
     """
 
     def __init__(self, root: str | Path, intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-                 max_pixels: int | None = None, default_model: str = ""):
+                 max_pixels: int | None = None, default_model: str = "", extra_versions: int = 2,
+                 decode_budget_pixels: int = 16_000_000, concurrent_runs: int = 2):
         self.root = Path(root)
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.max_pixels = max_pixels
         self.default_model = default_model
-        self._loaded: dict[tuple[str, int], LoadedModel] = {}
+        self.extra_versions = extra_versions
+        self.concurrent_runs = concurrent_runs
+        self.decode_budget = PixelBudget(decode_budget_pixels)  # shared by every model: one memory bound
+        self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._active: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
         self._lock = threading.Lock()
         self.refresh()
 
@@ -61,42 +76,71 @@ class ModelRepository:
     def refresh(self) -> None:
         """Re-read every active.json (replicas call this periodically); loads newly activated versions."""
         for name in self.names():
-            version = read_active(self.root, name)["version"]
-            if version and self._active.get(name) != version:
-                try:
-                    self._switch(name, version)
-                except Exception:  # a half-copied replica directory: keep serving what we have
-                    continue
+            try:
+                state = read_active(self.root, name)
+                if state["version"] and self._active.get(name) != state["version"]:
+                    self._switch(name, state["version"], state["history"])
+            except Exception:  # a half-copied replica directory: keep serving what we have
+                continue
 
     def active_version(self, name: str) -> int:
         return self._active.get(name, 0)
+
+    def loaded_versions(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._loaded)
 
     def _load(self, name: str, version: int) -> LoadedModel:
         key = (name, version)
         with self._lock:
             loaded = self._loaded.get(key)
-        if loaded is not None:
-            return loaded
+            if loaded is not None:
+                self._loaded.move_to_end(key)
+                return loaded
         folder = self.root / name / str(version)
         if not (folder / "model.onnx").is_file():
             raise NotFound(f"model {name!r} version {version} not found")
         kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
-        detector = Detector(folder / "model.onnx", self.intra_op_threads, self.inter_op_threads, **kwargs)
-        card = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
-        loaded = LoadedModel(name, version, detector, dict(card.get("class_info", {})))
+        detector = Detector(folder / "model.onnx", self.intra_op_threads, self.inter_op_threads,
+                            decode_budget=self.decode_budget, name=f"{name} v{version}",
+                            concurrent_runs=self.concurrent_runs, **kwargs)
+        try:
+            card = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
+            descriptions = dict(card.get("class_info", {}))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DataCorrupted(f"model {name!r} version {version}: its model.json is damaged "
+                                f"({type(exc).__name__})") from None
+        loaded = LoadedModel(name, version, detector, descriptions)
         with self._lock:
-            return self._loaded.setdefault(key, loaded)
+            loaded = self._loaded.setdefault(key, loaded)
+            self._evict()
+        return loaded
 
-    def _switch(self, name: str, version: int) -> LoadedModel:
+    def _evict(self) -> None:
+        """Drop least recently used versions that are neither active nor previous (lock held)."""
+        pinned = {(n, v) for n, v in self._active.items()} | {(n, v) for n, v in self._previous.items()}
+        unpinned = [key for key in self._loaded if key not in pinned]
+        for key in unpinned[:max(0, len(unpinned) - self.extra_versions)]:
+            del self._loaded[key]  # in-flight calls keep their reference; the session goes with the last one
+
+    def _switch(self, name: str, version: int, history: list[int]) -> LoadedModel:
         loaded = self._load(name, version)
-        self._active[name] = version  # a single assignment: readers see the old or the new version
+        earlier = [v for v in history if v != version]
+        with self._lock:
+            self._active[name] = version  # readers see the old or the new version
+            if earlier:
+                self._previous[name] = earlier[-1]
+            else:
+                self._previous.pop(name, None)
+            self._evict()
         return loaded
 
     def activate(self, name: str, version: int) -> None:
         state = read_active(self.root, name)
-        self._switch(name, version)
         history = [v for v in state["history"] if v != version] + [version]
+        self._switch(name, version, history)
         write_active(self.root, name, version, history)
+        fault_point("activated")
 
     def rollback(self, name: str) -> int:
         state = read_active(self.root, name)
@@ -104,7 +148,7 @@ class ModelRepository:
         if len(history) < 2:
             raise FailedPrecondition(f"model {name!r} has no previously active version to roll back to")
         previous = history[-2]
-        self._switch(name, previous)
+        self._switch(name, previous, history[:-1])
         write_active(self.root, name, previous, history[:-1])
         return previous
 
@@ -125,7 +169,9 @@ class ModelRepository:
 
     def resolve(self, name: str = "", version: int = 0) -> LoadedModel:
         """The model a Detect call asks for: by name (default: the configured or only one) and version."""
-        if not name:
+        if name:
+            check_name(name, "model_name")  # before any file system access: names never become paths
+        else:
             name = self.default_model or self._only_active_name()
         if version:
             if not (self.root / name / str(version)).is_dir():

@@ -10,9 +10,11 @@ from artdet.v1 import artdet_pb2_grpc as rpc
 from detector.errors import InvalidArgument
 from server.errors import rpc_errors
 from server.model_repository import ModelRepository
-from server.store import ModelRow, Store, check_name
+from server.names import check_name
+from server.store import ModelRow, Store
 
 DOWNLOAD_CHUNK = 1 << 20
+MAX_DESCRIPTION_CHARS = 2000  # every Detect response carries it, once per box
 
 
 class ModelServicer(rpc.ModelServiceServicer):
@@ -31,6 +33,8 @@ class ModelServicer(rpc.ModelServiceServicer):
 
     def _row(self, ref: pb.ModelRef) -> ModelRow:
         name = check_name(ref.name, "name")
+        if ref.version < 0:
+            raise InvalidArgument(f"version: {ref.version} must be >= 0")
         version = ref.version or self.repository.active_version(name)
         if not version:
             raise InvalidArgument(f"version: model {name!r} has no active version; name one")
@@ -89,10 +93,15 @@ class ModelServicer(rpc.ModelServiceServicer):
         row = self._row(request.model)
         known = set(row.card.get("class_names", []))
         info = {}
+        if len(request.class_info) > len(known):
+            raise InvalidArgument(f"class_info: {len(request.class_info)} entries for a model of {len(known)} classes")
         for index, item in enumerate(request.class_info):
             if item.name not in known:
-                raise InvalidArgument(f"class_info[{index}].name: {item.name!r} is not a class of "
+                raise InvalidArgument(f"class_info[{index}].name: {item.name[:64]!r} is not a class of "
                                       f"{row.name} v{row.version} ({sorted(known)})")
+            if len(item.description) > MAX_DESCRIPTION_CHARS:
+                raise InvalidArgument(f"class_info[{index}].description: {len(item.description)} characters; "
+                                      f"at most {MAX_DESCRIPTION_CHARS}")
             info[item.name] = item.description
         merged = {**row.card.get("class_info", {}), **info}
         row = self.store.update_model_card(row.name, row.version, class_info=merged)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,51 +9,70 @@ from typing import Any, Iterator
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.config import TrainConfig
+from detector.config import TRAIN_SCHEMA, FieldSpec, TrainConfig
 from detector.errors import InvalidArgument
 from server.errors import rpc_errors
 from server.jobs import TERMINAL, JobRunner
 from server.model_repository import ModelRepository
-from server.store import JobRow, Store, check_name
+from server.names import check_name
+from server.store import JobRow, Store
 
 STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING, "succeeded": pb.JOB_STATE_SUCCEEDED,
           "failed": pb.JOB_STATE_FAILED, "cancelled": pb.JOB_STATE_CANCELLED}
 STATE_NAMES = {v: k for k, v in STATES.items()}
 # TrainingParameters' typed fields carry TrainConfig fields of the same name
 TYPED_PARAMETERS = tuple(f.name for f in pb.TrainingParameters.DESCRIPTOR.fields if f.name not in ("augment", "extra"))
-# options a remote caller may not set: they name files on the server or its hardware
-SERVER_OWNED = {"train", "val", "images", "weights", "device", "augment"}
+# options a remote caller may not set: they name files on the server or its hardware (the schema marks them)
+SERVER_OWNED = frozenset(name for name, spec in TRAIN_SCHEMA.items() if spec.server_owned)
+# bounds of the `extra` map: TrainConfig has a few dozen options, each with a short text form
+EXTRA_MAX_ENTRIES = 64
+EXTRA_MAX_KEY = 64
+EXTRA_MAX_VALUE = 1024
 
 
-def _parse_option(name: str, text: str, kind: str) -> Any:
+def _extra_label(name: str) -> str:
+    return f"parameters.extra[{name!r}]"
+
+
+def _parse_option(name: str, text: str, spec: FieldSpec) -> Any:
+    """The value of `extra[name]`; InvalidArgument naming the entry for garbage, inf and nan."""
     try:
-        if kind == "bool":
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-        if kind.startswith("tuple"):
-            return tuple(float(v) for v in text.split(","))
-        return text
-    except ValueError:
-        raise InvalidArgument(f"parameters.extra[{name!r}]: {text!r} is not a valid {kind}") from None
+        return spec.parse(text)
+    except ValueError as exc:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+        raise InvalidArgument(f"{_extra_label(name)}: {shown} {exc}") from None
+
+
+def _check_extra(extra) -> None:
+    if len(extra) > EXTRA_MAX_ENTRIES:
+        raise InvalidArgument(f"parameters.extra: {len(extra)} entries; at most {EXTRA_MAX_ENTRIES}")
+    for name, text in extra.items():
+        if len(name) > EXTRA_MAX_KEY:
+            raise InvalidArgument(f"parameters.extra: a key of {len(name)} characters; at most {EXTRA_MAX_KEY}")
+        if name not in TRAIN_SCHEMA or name in SERVER_OWNED:
+            raise InvalidArgument(f"parameters.extra: unknown or server-owned option {name!r}")
+        if len(text) > EXTRA_MAX_VALUE:
+            raise InvalidArgument(f"{_extra_label(name)}: a value of {len(text)} characters; "
+                                  f"at most {EXTRA_MAX_VALUE}")
+
+
+def parameter_label(params: pb.TrainingParameters):
+    """The name a caller knows each TrainConfig field by: parameters.lr, parameters.extra['workers']."""
+    extra = set(params.extra)
+    return lambda name: _extra_label(name) if name in extra else f"parameters.{name}"
 
 
 def config_from_parameters(params: pb.TrainingParameters, train: Path, images: Path) -> TrainConfig:
+    """The job's TrainConfig; InvalidArgument for a malformed `extra` (ranges are validate()'s)."""
     config = TrainConfig(train=str(train), images=str(images))
     for name in TYPED_PARAMETERS:
         if params.HasField(name):
             setattr(config, name, getattr(params, name))
     if params.HasField("augment"):
         config.augment.enabled = params.augment
-    kinds = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    _check_extra(params.extra)
     for name, text in params.extra.items():
-        if name not in kinds or name in SERVER_OWNED:
-            raise InvalidArgument(f"parameters.extra: unknown or server-owned option {name!r}")
-        setattr(config, name, _parse_option(name, text, kinds[name]))
+        setattr(config, name, _parse_option(name, text, TRAIN_SCHEMA[name]))
     return config
 
 
@@ -125,7 +143,8 @@ class TrainingServicer(rpc.TrainingServiceServicer):
             model = self.store.get_model(check_name(ref.name, "base_model.name"), version)
             checkpoint = self.store.run_dir(model.job_id) / "checkpoints" / "best.pt"
             if not checkpoint.is_file():
-                raise InvalidArgument(f"base_model: the checkpoint of {ref.name} v{version} is gone ({checkpoint})")
+                raise InvalidArgument(f"base_model: model {ref.name} v{version} has no training checkpoint "
+                                      f"left on the server to retrain from")
             if request.parameters.HasField("arch") and request.parameters.arch != model.card["arch"]:
                 raise InvalidArgument(f"parameters.arch: base_model {ref.name} v{version} is a "
                                       f"{model.card['arch']}, not {request.parameters.arch}")
@@ -134,10 +153,7 @@ class TrainingServicer(rpc.TrainingServiceServicer):
             if request.weights not in ("coco", "none"):
                 raise InvalidArgument("weights: 'coco' or 'none' (use base_model to retrain a registered model)")
             config.weights = request.weights
-        try:
-            config.validate()
-        except ValueError as exc:
-            raise InvalidArgument(f"parameters: {exc}") from None
+        config.validate(label=parameter_label(request.parameters))
         model_name = check_name(request.model_name or dataset.name, "model_name")
         return job_message(self.runner.submit(dataset, model_name, config.to_dict(), base))
 

@@ -74,6 +74,17 @@ def overfit_run(tmp_path_factory, torch_home) -> Path:
     return root / "run"
 
 
+@pytest.fixture(scope="session")
+def overfit_export(overfit_run, tmp_path_factory) -> dict:
+    """The overfit model exported to ONNX once per session: {"path", "result", "data"}."""
+    from detector.dataset import load_coco
+    from detector.export import export_onnx
+
+    data = load_coco(overfit_run.parent / "train.json")
+    out = tmp_path_factory.mktemp("export") / "shapes.onnx"
+    return {"path": out, "result": export_onnx(overfit_run, out, data), "data": data}
+
+
 TOKENS = {"admin": "admin-token", "annotator": "annotator-token", "operator": "operator-token",
           "client": "client-token"}
 

@@ -20,11 +20,8 @@ from tests.conftest import ROOT, artdet
 
 
 @pytest.fixture(scope="module")
-def exported(overfit_run, tmp_path_factory) -> dict:
-    data = load_coco(overfit_run.parent / "train.json")
-    out = tmp_path_factory.mktemp("export") / "shapes.onnx"
-    result = export_onnx(overfit_run, out, data)
-    return {"path": out, "result": result, "data": data}
+def exported(overfit_export) -> dict:
+    return overfit_export
 
 
 def test_export_is_valid_onnx_with_metadata(exported):

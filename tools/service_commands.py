@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from detector.cli import add_train_config_arguments, print_json
-from detector.config import TrainConfig
+from detector.config import TRAIN_SCHEMA
+from detector.errors import InvalidArgument
 
 
 
@@ -59,18 +60,23 @@ def cmd_push(args: argparse.Namespace) -> int:
 # jobs -------------------------------------------------------------------------------------------
 
 def training_parameters(args: argparse.Namespace):
+    """The `jobs start` flags as TrainingParameters: the proto's typed fields where it has one, `extra` otherwise."""
     from artdet.v1 import artdet_pb2 as pb
-    from server.training_service import SERVER_OWNED, TYPED_PARAMETERS
 
+    typed = {f.name for f in pb.TrainingParameters.DESCRIPTOR.fields} - {"augment", "extra"}
     params = pb.TrainingParameters()
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is None or f.name in SERVER_OWNED:
+    for spec in TRAIN_SCHEMA.values():
+        value = getattr(args, spec.name, None)
+        if value is None or spec.server_owned:
             continue
-        if f.name in TYPED_PARAMETERS:
-            setattr(params, f.name, value)
+        if spec.name in typed:
+            try:
+                setattr(params, spec.name, value)
+            except (TypeError, ValueError):  # beyond the proto's int32: the server would refuse it anyway
+                raise InvalidArgument(f"--{spec.name.replace('_', '-')}: {value} is not in "
+                                      f"{spec.interval()}") from None
         else:
-            params.extra[f.name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            params.extra[spec.name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
     if args.augment_enabled is not None:
         params.augment = args.augment_enabled
     return params
@@ -290,11 +296,17 @@ SERVE_FLAGS = {
     "max_upload_mb": (int, "largest dataset upload (default 20,000 MB)"),
     "job_concurrency": (int, "training jobs run at once (default 1)"),
     "rpc_threads": (int, "gRPC worker threads (default 16)"),
+    "max_streams": (int, "streaming calls open at once, so Detect keeps threads (default: half of --rpc-threads)"),
+    "detect_concurrency": (int, "model runs at once across Detect calls (default 2)"),
+    "decode_budget_mp": (int, "megapixels decoded at once across Detect calls; bounds memory (default 16)"),
+    "extra_loaded_versions": (int, "model versions kept loaded beside each active and previous one (default 2)"),
+    "shutdown_grace_s": (float, "seconds open calls get to finish on SIGTERM (default 5)"),
     "ort_intra_threads": (int, "onnxruntime intra-op threads per model (default: onnxruntime's)"),
     "ort_inter_threads": (int, "onnxruntime inter-op threads per model"),
     "default_model": (str, "model name Detect uses when a request names none"),
     "metrics_port": (int, "Prometheus metrics HTTP port (default: off)"),
     "refresh_seconds": (float, "how often a Detect-only replica re-reads active versions (default 2)"),
+    "min_free_mb": (int, "refuse uploads and new jobs while the data directory has less free space (default 500)"),
 }
 
 
@@ -327,8 +339,9 @@ def add_service_commands(subparsers) -> None:
     p.add_argument("--base-model", help="NAME[:VERSION] of a registered model to retrain from")
     p.add_argument("--watch", action="store_true", help="follow the job until it ends (exit 1 unless it succeeds)")
     p.add_argument("--quiet", action="store_true")
-    add_train_config_arguments(p, exclude=("train", "val", "images", "device", "weights"))
-    p.add_argument("--weights", choices=("coco", "none"), default="coco", help="starting weights on the server")
+    add_train_config_arguments(p, remote=True)
+    p.add_argument("--weights", choices=("coco", "none"), default="coco",
+                   help="starting weights on the server (default: coco)")
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_jobs_start)
     for name, handler, text in (("watch", cmd_jobs_watch, "follow a job (replays its past events)"),

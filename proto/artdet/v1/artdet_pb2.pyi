@@ -449,17 +449,27 @@ class Detection(_message.Message):
     def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., box_normalized: _Optional[_Union[Box, _Mapping]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., label_id: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
-    __slots__ = ("detections", "width", "height", "model_name", "model_version", "server_time_ms")
+    __slots__ = ("detections", "width", "height", "model_name", "model_version", "server_time_ms", "error")
     DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     detections: _containers.RepeatedCompositeFieldContainer[Detection]
     width: int
     height: int
     model_name: str
     model_version: int
     server_time_ms: float
-    def __init__(self, detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., server_time_ms: _Optional[float] = ...) -> None: ...
+    error: FrameError
+    def __init__(self, detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., server_time_ms: _Optional[float] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...
+
+class FrameError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
