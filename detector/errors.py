@@ -24,6 +24,10 @@ class FailedPrecondition(ArtdetError):
     """The request is well formed but the current state does not allow it."""
 
 
+class PermissionDenied(ArtdetError):
+    """The caller is known but its role does not allow this."""
+
+
 class ResourceExhausted(ArtdetError):
     """A limit was reached: a size, a count, concurrency, or free disk space."""
 

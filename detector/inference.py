@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from detector.errors import DataCorrupted, InvalidArgument
-from detector.images import DEFAULT_MAX_PIXELS, ImageSize, PixelBudget, decode_upright
+from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")
@@ -77,9 +77,9 @@ def _preview(names: list[str], limit: int = 5) -> str:
 
 
 def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """The size GeneralizedRCNNTransform resizes an image to (torchvision's rule)."""
+    """The size GeneralizedRCNNTransform resizes an image to (torchvision's rule); 0 for a side too thin."""
     scale = min(min_size / min(width, height), max_size / max(width, height))
-    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    return math.floor(width * scale), math.floor(height * scale)
 
 
 class Detector:
@@ -123,17 +123,26 @@ class Detector:
 
     def _decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
         if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
                 raise InvalidArgument(f"{source}: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+            self._network_size(ImageSize(image.shape[1], image.shape[0]), source)
             return image, image.shape[1], image.shape[0]
         if isinstance(image, (str, os.PathLike)):
             source = str(image)
-        needed = self._network_size if self.reduced_decoding else None
+
+        def needed(size: ImageSize) -> tuple[int, int] | None:
+            network = self._network_size(size, source)
+            return network if self.reduced_decoding else None
+
         array, size = decode_upright(image, self.max_pixels, source, needed_size=needed, budget=self.decode_budget)
         return array, size.width, size.height
 
-    def _network_size(self, size: ImageSize) -> tuple[int, int]:
-        return network_input_size(size.width, size.height, self.info.min_size, self.info.max_size)
+    def _network_size(self, size: ImageSize, source: str) -> tuple[int, int]:
+        width, height = network_input_size(size.width, size.height, self.info.min_size, self.info.max_size)
+        if width < 1 or height < 1:
+            raise ImageDecodeError(source, f"{size.width}x{size.height} is too narrow: the network would see it "
+                                           f"as {width}x{height} pixels")
+        return width, height
 
     def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._runs:

@@ -77,6 +77,7 @@ class ArtdetServer:
         self.config = config
         self.metrics = ServerMetrics()
         self.tokens = load_tokens(config.tokens_file)
+        self.auth = AuthInterceptor(self.tokens)
         self.runner = None
         self.store = None
         self._stop_refresh = threading.Event()
@@ -84,7 +85,7 @@ class ArtdetServer:
                    ("grpc.max_send_message_length", config.max_message_mb << 20)]
         max_streams = config.max_streams or max(1, config.rpc_threads // 2)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
-                                  interceptors=[MetricsInterceptor(self.metrics), AuthInterceptor(self.tokens),
+                                  interceptors=[MetricsInterceptor(self.metrics), self.auth,
                                                 RequestGuard(max_streams)],
                                   options=options, maximum_concurrent_rpcs=config.rpc_threads * 8)
         services = [pb.DESCRIPTOR.services_by_name["DetectionService"].full_name]
@@ -131,7 +132,7 @@ class ArtdetServer:
             DatasetServicer(self.store, config.max_upload_mb << 20, config.max_image_pixels), self.server)
         rpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.store, self.runner, self.repository),
                                                   self.server)
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository), self.server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository, self.auth.roles_of), self.server)
 
     def _bind(self) -> int:
         address = f"{self.config.host}:{self.config.port}"

@@ -18,7 +18,19 @@ SERVICE_ROLES = {
     "artdet.v1.ModelService": "operator",
     "artdet.v1.DetectionService": "client",
 }
+# The museum app runs its model on the device: a client token may also read the *active* model version
+# (the servicer narrows these calls to it); everything else of ModelService stays the operator's.
+ACTIVE_MODEL_READS = {"/artdet.v1.ModelService/ListModels", "/artdet.v1.ModelService/GetModel",
+                      "/artdet.v1.ModelService/DownloadModel"}
 TOKENS_ENV = "ARTDET_TOKENS"
+
+
+def roles_allowed(method: str) -> set[str]:
+    """Roles that may call `method` ("/package.Service/Method"); empty for services outside the role table."""
+    required = SERVICE_ROLES.get(method.lstrip("/").split("/")[0])
+    if required is None:
+        return set()
+    return {required, "admin"} | ({"client"} if method in ACTIVE_MODEL_READS else set())
 
 
 def parse_tokens(text: str) -> dict[str, set[str]]:
@@ -67,24 +79,33 @@ class AuthInterceptor(grpc.ServerInterceptor):
     def __init__(self, tokens: dict[str, set[str]]):
         self.tokens = tokens
         if not tokens:
-            log.warning("*** AUTHENTICATION IS OFF: no tokens configured (--tokens FILE or %s); "
+            log.warning("*** AUTHENTICATION IS OFF: no tokens configured (--tokens-file FILE or %s); "
                         "anyone who can reach this port can upload, train and detect ***", TOKENS_ENV)
+
+    def roles_of(self, metadata) -> set[str] | None:
+        """The roles of the bearer token in `metadata`; None when unknown or missing. Auth off: every role."""
+        if not self.tokens:
+            return set(ROLES)
+        header = dict(metadata or ()).get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return None
+        return self.tokens.get(header[7:].strip())
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        service = handler_call_details.method.lstrip("/").split("/")[0]
-        required = SERVICE_ROLES.get(service)
-        if handler is None or required is None or not self.tokens:
+        method = handler_call_details.method
+        allowed = roles_allowed(method)
+        if handler is None or not allowed or not self.tokens:
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        header = metadata.get("authorization", "")
-        if not header.lower().startswith("bearer "):
+        if not metadata.get("authorization", "").lower().startswith("bearer "):
             return _denied(handler, grpc.StatusCode.UNAUTHENTICATED,
-                           "authorization: missing 'Bearer <token>' metadata")
-        roles = self.tokens.get(header[7:].strip())
+                           "authorization: missing 'Bearer <token>' metadata (pass --token or set ARTDET_TOKEN)")
+        roles = self.roles_of(handler_call_details.invocation_metadata)
         if roles is None:
             return _denied(handler, grpc.StatusCode.UNAUTHENTICATED, "authorization: unknown token")
-        if required not in roles and "admin" not in roles:
+        if not roles & allowed:
+            needed = " or ".join(repr(r) for r in sorted(allowed - {"admin"}))
             return _denied(handler, grpc.StatusCode.PERMISSION_DENIED,
-                           f"authorization: {service} needs role {required!r}; this token has {sorted(roles)}")
+                           f"authorization: {method.lstrip('/')} needs role {needed}; this token has {sorted(roles)}")
         return handler

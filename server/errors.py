@@ -16,7 +16,7 @@ import uuid
 import grpc
 
 from detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull, FailedPrecondition,
-                             InvalidArgument, NotFound, ResourceExhausted, Unavailable)
+                             InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable)
 from detector.files import is_disk_full
 
 log = logging.getLogger("artdet.server")
@@ -25,6 +25,7 @@ CODES: tuple[tuple[type[ArtdetError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Cancelled, grpc.StatusCode.CANCELLED),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Callable
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.errors import InvalidArgument
+from detector.errors import InvalidArgument, PermissionDenied
 from server.errors import rpc_errors
 from server.model_repository import ModelRepository
 from server.names import check_name
@@ -18,9 +19,21 @@ MAX_DESCRIPTION_CHARS = 2000  # every Detect response carries it, once per box
 
 
 class ModelServicer(rpc.ModelServiceServicer):
-    def __init__(self, store: Store, repository: ModelRepository):
+    def __init__(self, store: Store, repository: ModelRepository,
+                 roles_of: Callable[[object], set[str] | None] = lambda metadata: {"admin"}):
         self.store = store
         self.repository = repository
+        self.roles_of = roles_of  # the caller's roles from its metadata (server/auth.py)
+
+    def _manages_models(self, context) -> bool:
+        return bool((self.roles_of(context.invocation_metadata()) or set()) & {"operator", "admin"})
+
+    def _readable(self, row: ModelRow, context) -> ModelRow:
+        """A client token (the museum app) reads the active version of a model and nothing else."""
+        if not self._manages_models(context) and self.repository.active_version(row.name) != row.version:
+            raise PermissionDenied(f"authorization: a client token reads only the active version of "
+                                   f"{row.name!r}; version {row.version} needs role 'operator'")
+        return row
 
     def _message(self, row: ModelRow) -> pb.Model:
         card = row.card
@@ -42,11 +55,14 @@ class ModelServicer(rpc.ModelServiceServicer):
 
     @rpc_errors
     def ListModels(self, request, context):
-        return pb.ListModelsResponse(models=[self._message(r) for r in self.store.list_models(request.name)])
+        rows = self.store.list_models(request.name)
+        if not self._manages_models(context):
+            rows = [r for r in rows if self.repository.active_version(r.name) == r.version]
+        return pb.ListModelsResponse(models=[self._message(r) for r in rows])
 
     @rpc_errors
     def GetModel(self, request, context):
-        return self._message(self._row(request))
+        return self._message(self._readable(self._row(request), context))
 
     @rpc_errors
     def ActivateModel(self, request, context):
@@ -73,7 +89,7 @@ class ModelServicer(rpc.ModelServiceServicer):
 
     @rpc_errors
     def DownloadModel(self, request, context):
-        row = self._row(request)
+        row = self._readable(self._row(request), context)
         total = row.onnx_path.stat().st_size
         digest = hashlib.sha256()
         offset = 0

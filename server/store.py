@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from detector.errors import DiskFull, FailedPrecondition, InvalidArgument, NotFound
+from detector.errors import DataCorrupted, DiskFull, FailedPrecondition, InvalidArgument, NotFound
 from detector.files import durable_rename, free_mb, fsync_dir, is_disk_full, publish_permissions, save_json
 from server.faults import fault_point
 from server.names import NAME_PATTERN
@@ -508,7 +508,10 @@ class Store:
 
     def _model(self, row: sqlite3.Row) -> ModelRow:
         folder = self.model_dir(row["name"], row["version"])
-        card = json.loads((folder / "model.json").read_text())
+        card = _read_json(folder / "model.json")
+        if not isinstance(card, dict):
+            raise DataCorrupted(f"model {row['name']!r} version {row['version']}: its model.json is missing or "
+                                "damaged on the server")
         return ModelRow(row["name"], row["version"], row["job_id"], row["created_at"], row["sha256"],
                         row["size_bytes"], folder, card)
 

@@ -139,7 +139,9 @@ def test_request_sizes_have_limits(replica):
              pb.DetectRequest(image=_painting(), classes=["unicorn"]),
              pb.DetectRequest(image=_painting(), max_detections=2**31 - 1),
              pb.DetectRequest(image=_painting(), model_version=-1),
-             pb.DetectRequest(image=_painting(), score_threshold=float("nan"))]
+             pb.DetectRequest(image=_painting(), score_threshold=float("nan")),
+             pb.DetectRequest(image=_png(Image.new("RGB", (30_000, 1)))),  # the network would see 0 rows
+             pb.DetectRequest(image=_png(Image.new("RGB", (1, 30_000))))]
     for request in cases:
         code, details = _code(lambda: connection.detection().Detect(request, metadata=connection.metadata,
                                                                      timeout=30))
@@ -209,13 +211,14 @@ def test_the_repository_keeps_active_previous_and_a_few_recent_versions(overfit_
 
 @pytest.fixture(scope="module")
 def full_server(overfit_export, tmp_path_factory):
-    """The full service holding one registered, active model (registered through the store, no training)."""
+    """The full service holding two registered versions, v1 active (registered through the store, no training)."""
     from server.store import Store
 
     root = tmp_path_factory.mktemp("full")
     store = Store(root / "data", min_free_mb=0)
     card = {"arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "class_names": ["circle", "square"], "metrics": {}}
-    store.add_model(MODEL, "job0", overfit_export["path"], card)
+    for job in ("job0", "job1"):
+        store.add_model(MODEL, job, overfit_export["path"], card)
     del store
     server = ServerProcess(root / "data", "--min-free-mb", "0", "--rpc-threads", "8").start()
     admin = server.connect("admin")
@@ -248,8 +251,28 @@ def test_a_damaged_model_card_is_the_servers_fault_not_the_clients(full_server):
                                                               metadata=admin.metadata, timeout=30))
     finally:
         card.write_bytes(saved)
-    assert code not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN), code
+    assert code == grpc.StatusCode.DATA_LOSS and "model.json" in details, (code, details)
     assert str(full_server.data_dir) not in details
+
+
+def test_the_phone_app_can_download_its_active_model_and_nothing_else(full_server, tmp_path):
+    client = full_server.connect("client")
+    models, metadata = client.models(), client.metadata
+    listed = models.ListModels(pb.ListModelsRequest(), metadata=metadata, timeout=30).models
+    assert [(m.name, m.version, m.active) for m in listed] == [(MODEL, 1, True)]
+    assert models.GetModel(pb.ModelRef(name=MODEL), metadata=metadata, timeout=30).version == 1
+    chunks = list(models.DownloadModel(pb.ModelRef(name=MODEL, version=1), metadata=metadata, timeout=60))
+    assert sum(len(c.data) for c in chunks) == chunks[0].total_bytes and chunks[-1].sha256
+    for call in (lambda: models.GetModel(pb.ModelRef(name=MODEL, version=2), metadata=metadata, timeout=30),
+                 lambda: list(models.DownloadModel(pb.ModelRef(name=MODEL, version=2), metadata=metadata,
+                                                   timeout=30)),
+                 lambda: models.ActivateModel(pb.ModelRef(name=MODEL, version=2), metadata=metadata, timeout=30),
+                 lambda: models.DeleteModel(pb.ModelRef(name=MODEL, version=2), metadata=metadata, timeout=30)):
+        code, _ = _code(call)
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+    operator = full_server.connect("operator")
+    listed = operator.models().ListModels(pb.ListModelsRequest(), metadata=operator.metadata, timeout=30).models
+    assert [m.version for m in listed] == [1, 2]
 
 
 def test_internal_errors_carry_a_request_id_and_no_server_path(caplog):

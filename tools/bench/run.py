@@ -109,6 +109,10 @@ def format_table(report: dict) -> str:
 
 
 def cmd_bench(args) -> int:
+    if args.reliability:
+        from tools.bench.reliability import cmd_reliability
+
+        return cmd_reliability(args)
     models = tuple(args.models.split(",")) if args.models else MODELS
     skip = tuple(args.skip.split(",")) if args.skip else ()
     run_bench(args.quick, Path(args.json) if args.json else None, models, args.threads, skip)
@@ -121,5 +125,11 @@ def add_bench_command(subparsers) -> None:
     p.add_argument("--json", help="write the results here")
     p.add_argument("--models", help=f"comma-separated architectures (default: {','.join(MODELS)})")
     p.add_argument("--threads", type=int, default=2, help="threads for onnxruntime and PyTorch (default 2)")
-    p.add_argument("--skip", help="comma-separated parts to skip: serving, training, upload")
+    p.add_argument("--skip", help="comma-separated parts to skip: serving, training, upload "
+                                  "(with --reliability: roles, fuzz, load, memory, faults)")
+    p.add_argument("--reliability", action="store_true",
+                   help="instead: fuzz, role matrix, load, memory and fault injection against a real server")
+    p.add_argument("--seed", type=int, default=0, help="--reliability: fuzz seed (default 0)")
+    p.add_argument("--fuzz-cases", type=int, help="--reliability: fuzz requests (default 4000; 600 with --quick)")
+    p.add_argument("--keep", help="--reliability: work in this folder and keep it (data dirs, server logs)")
     p.set_defaults(handler=cmd_bench)
