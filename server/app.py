@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
+from detector.errors import FailedPrecondition
 from server.auth import AuthInterceptor, load_tokens
 from server.detection_service import DetectionServicer
 from server.guard import RequestGuard
@@ -82,7 +83,8 @@ class ArtdetServer:
         self.store = None
         self._stop_refresh = threading.Event()
         options = [("grpc.max_receive_message_length", config.max_message_mb << 20),
-                   ("grpc.max_send_message_length", config.max_message_mb << 20)]
+                   ("grpc.max_send_message_length", config.max_message_mb << 20),
+                   ("grpc.so_reuseport", 0)]  # gRPC's default would let a second server share the port
         max_streams = config.max_streams or max(1, config.rpc_threads // 2)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
                                   interceptors=[MetricsInterceptor(self.metrics), self.auth,
@@ -132,7 +134,8 @@ class ArtdetServer:
             DatasetServicer(self.store, config.max_upload_mb << 20, config.max_image_pixels), self.server)
         rpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.store, self.runner, self.repository),
                                                   self.server)
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository, self.auth.roles_of), self.server)
+        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository, self.auth.roles_of),
+                                               self.server)
 
     def _bind(self) -> int:
         address = f"{self.config.host}:{self.config.port}"
@@ -141,11 +144,18 @@ class ArtdetServer:
                 raise ValueError("--tls-cert and --tls-key go together")
             credentials = grpc.ssl_server_credentials(
                 [(Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes())])
-            port = self.server.add_secure_port(address, credentials)
         else:
-            port = self.server.add_insecure_port(address)
+            credentials = None
+        try:
+            if credentials is None:
+                port = self.server.add_insecure_port(address)
+            else:
+                port = self.server.add_secure_port(address, credentials)
+        except RuntimeError:  # grpcio raises where older versions returned 0
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise FailedPrecondition(f"--host/--port: cannot listen on {address}: the port is in use (another "
+                                     "artdet serve?) or the address is not this machine's")
         return port
 
     def start(self) -> None:

@@ -305,12 +305,24 @@ def test_internal_errors_carry_a_request_id_and_no_server_path(caplog):
 
 
 def test_sigterm_ends_the_server_within_the_grace_period_whatever_streams_are_open(overfit_export, tmp_path):
-    models = _write_models_dir(tmp_path / "models", overfit_export["path"])
-    server = ServerProcess(tmp_path / "unused", "--model-dir", models, "--shutdown-grace-s", "2").start()
-    channel = grpc.insecure_channel(server.address)
-    metadata = server.connect("client").metadata
-    garbage = channel.stream_stream("/artdet.v1.DetectionService/DetectStream", request_serializer=lambda b: b,
-                                    response_deserializer=lambda b: b)
+    """A garbage DetectStream, an idle one, and a watcher of a running job stay open; SIGTERM still ends it."""
+    from server.store import Store
+    from tests.conftest import write_shapes_for_server
+    from tools.client import push_dataset
+
+    store = Store(tmp_path / "data", min_free_mb=0)
+    store.add_model(MODEL, "job0", overfit_export["path"], {"arch": "x", "class_names": ["circle", "square"]})
+    del store
+    (tmp_path / "data" / "models" / MODEL / "active.json").write_text(json.dumps({"version": 1, "history": [1]}))
+    server = ServerProcess(tmp_path / "data", "--min-free-mb", "0", "--shutdown-grace-s", "2").start()
+    admin = server.connect("admin")
+    push_dataset(admin, "shapes", write_shapes_for_server(tmp_path / "upload"), progress=False, timeout=120)
+    parameters = pb.TrainingParameters(arch="fasterrcnn_mobilenet_v3_large_320_fpn", stage1_epochs=0,
+                                       stage2_epochs=500, max_size=128, batch_size=2)
+    job = admin.training().StartJob(pb.StartJobRequest(dataset_name="shapes", parameters=parameters, weights="none"),
+                                    metadata=admin.metadata, timeout=60)
+    garbage = grpc.insecure_channel(server.address).stream_stream(
+        "/artdet.v1.DetectionService/DetectStream", request_serializer=lambda b: b, response_deserializer=lambda b: b)
     release = threading.Event()
 
     def garbage_then_silence():
@@ -322,14 +334,15 @@ def test_sigterm_ends_the_server_within_the_grace_period_whatever_streams_are_op
         return
         yield
 
-    calls = [garbage(garbage_then_silence(), metadata=metadata, timeout=120),
-             server.connect("client").detection().DetectStream(idle(), metadata=metadata, timeout=120)]
+    calls = [garbage(garbage_then_silence(), metadata=admin.metadata, timeout=120),
+             admin.detection().DetectStream(idle(), metadata=admin.metadata, timeout=120),
+             admin.training().WatchJob(pb.WatchJobRequest(id=job.id), metadata=admin.metadata, timeout=120)]
     consumers = [threading.Thread(target=lambda c=c: [*_drain(c)]) for c in calls]
     for thread in consumers:
         thread.start()
     try:
-        server.connect("client").detection().Detect(pb.DetectRequest(image=_painting()), metadata=metadata,
-                                                    timeout=60)  # the streams are open and the server serves
+        admin.detection().Detect(pb.DetectRequest(image=_painting()), metadata=admin.metadata,
+                                 timeout=60)  # the streams are open and the server serves
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=30)  # grace (2 s) + cancelling: far inside this bound
     finally:
@@ -352,3 +365,14 @@ def test_health_answers_after_the_tests_above(replica):
     status = health_pb2_grpc.HealthStub(grpc.insecure_channel(replica.address)).Check(
         health_pb2.HealthCheckRequest(service=""), timeout=10)
     assert status.status == health_pb2.HealthCheckResponse.SERVING and replica.process.poll() is None
+
+
+def test_a_second_server_on_a_busy_port_fails_at_once(replica, tmp_path):
+    """gRPC Python sets SO_REUSEPORT by default: two servers would share one port and split the requests."""
+    from tests.conftest import artdet
+
+    port = replica.address.rsplit(":", 1)[1]
+    result = artdet("serve", "--data-dir", tmp_path / "other", "--port", port, "--min-free-mb", "0", check=False,
+                    timeout=120)
+    assert result.returncode == 2 and "ready" not in result.stdout
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr

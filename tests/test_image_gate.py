@@ -44,7 +44,9 @@ def _peak_rss_mb_of(code: str, cap_mb: int = 1500) -> tuple[subprocess.Completed
     """Run `code` in a fresh interpreter (address space capped so a regression cannot take the machine)
     and return its peak resident memory."""
     prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap_mb << 20}, {cap_mb << 20}))\n"
-    epilogue = "\nprint('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    # VmHWM: this process image's peak (ru_maxrss would carry the parent's peak across fork and exec)
+    epilogue = ("\nprint('maxrss_kb', [int(l.split()[1]) for l in open('/proc/self/status')"
+                " if l.startswith('VmHWM:')][0])\n")
     result = subprocess.run([sys.executable, "-c", prelude + code + epilogue], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -78,6 +78,15 @@ def test_health_reflection_and_metrics(shapes_server):
     assert "artdet_grpc_latency_seconds_bucket" in text and 'artdet_jobs{state="succeeded"} 2.0' in text
 
 
+def test_the_grpc_process_never_loads_torch_after_starting_jobs(shapes_server):
+    """Jobs were started and validated (StartJob) through this server; training ran in workers only."""
+    import psutil
+
+    mapped = {m.path for m in psutil.Process(shapes_server.process.pid).memory_maps()}
+    assert any("onnxruntime" in path for path in mapped)  # the check can see the libraries it loaded
+    assert not [path for path in mapped if "libtorch" in path or "/torch/lib/" in path]
+
+
 def test_upload_is_idempotent_and_versions_are_immutable(shapes_server, tmp_path):
     connection = shapes_server.connect("annotator")
     again = push_dataset(connection, "shapes", shapes_server.annotations, progress=False)
