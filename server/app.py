@@ -73,6 +73,21 @@ def _register_model(store, job, result: dict[str, Any]) -> int:
     return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", card).version
 
 
+class _DetectOnlyReplica(grpc.ServerInterceptor):
+    """Answers the services a replica does not serve with what it is, not grpcio's 'Method not found!'."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if not method.startswith("/artdet.v1.") or method.startswith("/artdet.v1.DetectionService/"):
+            return continuation(handler_call_details)
+
+        def refuse(_request, context):
+            context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                          f"{method.lstrip('/')}: this server is a Detect-only replica (--model-dir); datasets, "
+                          "training and the model registry are on the full server (artdet serve --data-dir)")
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
 class ArtdetServer:
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -87,8 +102,9 @@ class ArtdetServer:
                    ("grpc.so_reuseport", 0)]  # gRPC's default would let a second server share the port
         max_streams = config.max_streams or max(1, config.rpc_threads // 2)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
-                                  interceptors=[MetricsInterceptor(self.metrics), self.auth,
-                                                RequestGuard(max_streams)],
+                                  interceptors=[MetricsInterceptor(self.metrics),
+                                                *([_DetectOnlyReplica()] if config.model_dir else []),
+                                                self.auth, RequestGuard(max_streams)],
                                   options=options, maximum_concurrent_rpcs=config.rpc_threads * 8)
         services = [pb.DESCRIPTOR.services_by_name["DetectionService"].full_name]
         if config.model_dir:

@@ -8,7 +8,10 @@ import io
 import json
 import os
 import signal
+import socket
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 from PIL import Image
 
 from artdet.v1 import artdet_pb2 as pb
-from tests.conftest import ServerProcess
+from tests.conftest import ROOT, ServerProcess
 
 MODEL = "shapes"
 
@@ -376,3 +379,30 @@ def test_a_second_server_on_a_busy_port_fails_at_once(replica, tmp_path):
                     timeout=120)
     assert result.returncode == 2 and "ready" not in result.stdout
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_serving_only_install_says_what_to_install_for_training(tmp_path):
+    """Without torch, `artdet train` ends in one line naming artdet[train], not a ModuleNotFoundError traceback."""
+    from tests.conftest import write_shapes_for_server
+
+    annotations = write_shapes_for_server(tmp_path / "data", images=2)
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+            "from tools.cli import main\n"
+            f"sys.exit(main(['train', '--train', {str(annotations)!r}, '--out', {str(tmp_path / 'run')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "install artdet[train]" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_replica_and_unreachable_server_messages_say_what_to_do(replica):
+    from tests.conftest import artdet
+
+    connection = replica.connect("admin")
+    code, details = _code(lambda: connection.models().ListModels(pb.ListModelsRequest(), metadata=connection.metadata,
+                                                                 timeout=30))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "Detect-only replica" in details
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    result = artdet("models", "list", "--server", f"127.0.0.1:{free}", "--token", "x", check=False, timeout=120)
+    assert result.returncode == 2 and "artdet serve" in result.stderr and "Traceback" not in result.stderr

@@ -426,6 +426,7 @@ try:
     raise SystemExit("a replica must not serve datasets")
 except grpc.RpcError as exc:
     assert exc.code() == grpc.StatusCode.UNIMPLEMENTED, exc.code()
+    assert "Detect-only replica" in exc.details(), exc.details()
 assert "torch" not in sys.modules, "the serving path imported torch"
 server.stop()
 print("ok", reply.model_version)

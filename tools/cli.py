@@ -12,6 +12,10 @@ from tools.experiments.transfer import add_experiment_commands
 from tools.service_commands import add_connection_arguments, add_service_commands, cmd_detect_remote
 
 
+# what `pip install artdet[train]` adds to a serving-only install
+TRAINING_PACKAGES = {"torch", "torchvision", "albumentations", "onnx", "tensorboard"}
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     if args.server:
         if args.coco or Path(args.image).is_dir():
@@ -47,9 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_PACKAGES:
+            raise
+        print(f"artdet {args.command}: error: this install has no training engine ({exc.name} is missing); "
+              "install artdet[train]", file=sys.stderr)
+        return 2
     except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
         if type(exc).__module__.startswith("grpc") and hasattr(exc, "code"):
-            print(f"artdet {args.command}: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            hint = ""
+            if exc.code().name == "UNAVAILABLE":
+                hint = " (is `artdet serve` running at that address?)"
+            print(f"artdet {args.command}: error: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
             return 2
         from tools.errors import describe
 

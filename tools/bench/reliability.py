@@ -275,37 +275,10 @@ def check_alive(server: Server) -> tuple[bool, str, str]:
 # -- role matrix --------------------------------------------------------------------------------------
 
 def allowed_roles(method_path: str) -> tuple[set[str] | None, str]:
-    """The roles server/auth.py (as it is now) lets through for /service/Method, and where that came from.
-    None: no authentication on this method."""
-    auth = importlib.reload(importlib.import_module("server.auth"))
-    service, method = method_path.lstrip("/").split("/")
-    roles_all = set(getattr(auth, "ROLES", TOKENS))
+    """The roles server/auth.py lets through for /service/Method (None: no authentication on it)."""
+    from server.auth import roles_allowed
 
-    def as_set(value) -> set[str]:
-        return {value} if isinstance(value, str) else set(value)
-
-    for name in ("allowed_roles", "roles_for", "required_roles", "roles_for_method"):
-        function = getattr(auth, name, None)
-        if callable(function):
-            try:
-                value = function(method_path)
-            except Exception:  # noqa: BLE001 - a different signature: try the next way
-                continue
-            return (None if value is None else as_set(value) | ({"admin"} & roles_all)), f"auth.{name}()"
-    for name, table in sorted(vars(auth).items()):
-        if not name.isupper() or not isinstance(table, dict) or name == "SERVICE_ROLES":
-            continue
-        for key in (method_path, method_path.lstrip("/"), f"{service}/{method}", method,
-                    (service, method), f"{service.split('.')[-1]}/{method}"):
-            if key in table and (isinstance(table[key], str) or not isinstance(table[key], dict)):
-                return as_set(table[key]) | ({"admin"} & roles_all), f"auth.{name}[{key!r}]"
-        nested = table.get(service) or table.get(service.split(".")[-1])
-        if isinstance(nested, dict) and method in nested:  # {service: {method: roles}}
-            return as_set(nested[method]) | ({"admin"} & roles_all), f"auth.{name}[{service!r}][{method!r}]"
-    required = getattr(auth, "SERVICE_ROLES", {}).get(service)
-    if required is None:
-        return None, "not in auth.SERVICE_ROLES"
-    return as_set(required) | ({"admin"} & roles_all), "auth.SERVICE_ROLES"
+    return roles_allowed(method_path) or None, "server.auth.roles_allowed"
 
 
 # what the issue asks for, beside what the table says: a client may read the active model
