@@ -67,6 +67,19 @@ def _wait_job(server: ServerProcess, job_id: str, timeout: float = 300) -> pb.Jo
     raise AssertionError(f"job {job_id} did not finish")
 
 
+def _alive_after(pid: int, seconds: float) -> bool:
+    """Whether `pid` is still a running process once `seconds` have passed (False as soon as it is gone)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return False
+        except OSError:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _files(root: Path) -> dict[str, int]:
     return {p.relative_to(root).as_posix(): p.stat().st_size
             for sub in ("datasets", "models") for p in sorted((root / sub).rglob("*")) if p.is_file()}
@@ -104,9 +117,7 @@ def crashed(tmp_path_factory, torch_home):
     seen["before_crash"] = [e["type"] for e in _events(data, job.id)
                             if e["type"] in ("stage_started", "checkpoint_saved", "epoch_finished")]
     worker = next(e["pid"] for e in _events(data, job.id) if e["type"] == "started")
-    time.sleep(0.5)
-    seen["worker_alive"] = Path(f"/proc/{worker}").exists() and \
-        Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z"
+    seen["worker_alive"] = _alive_after(worker, seconds=10)
 
     # exported: the resumed job exported its model; the server dies before registering it
     server = _server(data, torch_home, "exported")

@@ -345,9 +345,8 @@ def test_malformed_uploads_against_a_real_server(tmp_path):
         call = stub.UploadDataset.future(_slow_upload(), metadata=annotator.metadata)
         import time
 
-        time.sleep(1.0)
+        time.sleep(1.0)  # the header and the first bytes are on the server
         call.cancel()
-        time.sleep(1.0)
         assert stub.UploadDataset(iter([coco_header(VALID_COCO), chunk("a.png")]), metadata=annotator.metadata,
                                   timeout=60).statistics.images == 1
     finally:
