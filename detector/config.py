@@ -14,7 +14,7 @@ import re
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Callable
 
-from detector.errors import InvalidArgument
+from detector.errors import InvalidArgument, show
 
 STRATEGIES = ("auto", "head-only", "two-stage", "full")
 OPTIMIZERS = ("sgd", "adamw")
@@ -44,11 +44,6 @@ def option(default: Any = MISSING, *, help: str, ge: float | None = None, gt: fl
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -91,11 +86,11 @@ class FieldSpec:
 
     def _number_problem(self, value: Any, kind: str) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
-            return f"{_show(value)} is not {'an int' if kind == 'int' else 'a float'}"
+            return f"{show(value)} is not {'an int' if kind == 'int' else 'a float'}"
         if not math.isfinite(value):
-            return f"{_show(value)} is not a finite number in {self.interval()}"
+            return f"{show(value)} is not a finite number in {self.interval()}"
         if not self._in_range(value):
-            return f"{_show(value)} is not in {self.interval()}"
+            return f"{show(value)} is not in {self.interval()}"
         return None
 
     def problems(self, value: Any) -> list[tuple[str, str]]:
@@ -106,10 +101,10 @@ class FieldSpec:
             problem = self._number_problem(value, self.kind)
             return [("", problem)] if problem else []
         if self.kind == "bool":
-            return [] if isinstance(value, bool) else [("", f"{_show(value)} is not a bool")]
+            return [] if isinstance(value, bool) else [("", f"{show(value)} is not a bool")]
         if self.kind == "floats":
             if not isinstance(value, (tuple, list)):
-                return [("", f"{_show(value)} is not a list of floats")]
+                return [("", f"{show(value)} is not a list of floats")]
             if self.max_items is not None and len(value) > self.max_items:
                 return [("", f"{len(value)} values; at most {self.max_items}")]
             found = []
@@ -120,13 +115,13 @@ class FieldSpec:
             return found
         if self.kind == "str":
             if not isinstance(value, str):
-                return [("", f"{_show(value)} is not a string")]
+                return [("", f"{show(value)} is not a string")]
             if self.choices is not None and value not in self.choices:
-                return [("", f"unknown {_show(value)}; choose from {list(self.choices)}")]
+                return [("", f"unknown {show(value)}; choose from {list(self.choices)}")]
             if self.max_length is not None and len(value) > self.max_length:
                 return [("", f"{len(value)} characters; at most {self.max_length}")]
             if self.pattern is not None and not re.fullmatch(self.pattern, value):
-                return [("", f"{_show(value)} is not one of: {self.help}")]
+                return [("", f"{show(value)} is not one of: {self.help}")]
         return []
 
     def parse(self, text: str) -> Any:
@@ -291,7 +286,7 @@ class TrainConfig:
                   for name, spec in TRAIN_SCHEMA.items() if spec.kind != "section"
                   for suffix, problem in spec.problems(getattr(self, name))]
         if not isinstance(self.augment, AugmentConfig):
-            errors.append(f"{name_of('augment')}: {_show(self.augment)} is not an augmentation section")
+            errors.append(f"{name_of('augment')}: {show(self.augment)} is not an augmentation section")
         else:
             errors += [f"{name_of('augment')}.{name}{suffix}: {problem}" for name, spec in AUGMENT_SCHEMA.items()
                        for suffix, problem in spec.problems(getattr(self.augment, name))]
@@ -316,18 +311,18 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """From a config file (config.json, job.json); values are checked by validate(), keys here."""
         if not isinstance(data, dict):
-            raise InvalidArgument(f"training configuration: {_show(data)} is not an object")
+            raise InvalidArgument(f"training configuration: {show(data)} is not an object")
         unknown = sorted(set(data) - set(TRAIN_SCHEMA))
         if unknown:
-            raise InvalidArgument(f"unknown training configuration keys: {', '.join(_show(k) for k in unknown[:20])}")
+            raise InvalidArgument(f"unknown training configuration keys: {', '.join(show(k) for k in unknown[:20])}")
         values = dict(data)
         augment = values.get("augment")
         if augment is not None and not isinstance(augment, AugmentConfig):
             if not isinstance(augment, dict):
-                raise InvalidArgument(f"augment: {_show(augment)} is not an object")
+                raise InvalidArgument(f"augment: {show(augment)} is not an object")
             unknown = sorted(set(augment) - set(AUGMENT_SCHEMA))
             if unknown:
-                raise InvalidArgument(f"augment: unknown keys {', '.join(_show(k) for k in unknown[:20])}")
+                raise InvalidArgument(f"augment: unknown keys {', '.join(show(k) for k in unknown[:20])}")
             values["augment"] = AugmentConfig(**augment)
         if isinstance(values.get("step_milestones"), list):
             values["step_milestones"] = tuple(values["step_milestones"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from detector.errors import InvalidArgument
+from detector.errors import InvalidArgument, show
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size
 
 DEFAULT_CLIP_TOLERANCE_PX = 2.0
@@ -38,15 +38,6 @@ class DatasetValidationError(InvalidArgument):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """A client's value for a message: its repr, shortened; never fails (deep nesting, huge integers)."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # ints over the digit limit, nesting past the recursion limit
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def file_name_problem(name: Any) -> str | None:

@@ -7,6 +7,26 @@ an ArtdetError is a bug: the server answers INTERNAL and logs it with a request 
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+# an absolute path of two or more parts, as the OS or a library may put into a message
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,()\[\]]+/)+([^\s'\"/:,()\[\]]*)")
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A client's value for a message: its repr, shortened; never fails (deep nesting, huge integers)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints over the digit limit, nesting past the recursion limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def redact_paths(message: str) -> str:
+    """Keep the last part of each absolute path (a file's own name), drop the folders it lives in."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "<path>", message)
+
 
 class ArtdetError(Exception):
     """Something the user can act on; the message says what and where."""

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from detector.errors import InvalidArgument
+from detector.errors import InvalidArgument, redact_paths
 
 DEFAULT_MAX_PIXELS = 64_000_000
 # Raster formats only: Pillow's other plugins (EPS runs Ghostscript, for one) are never reached.
@@ -94,7 +94,8 @@ def _open(data: bytes | str | os.PathLike, source: str, max_pixels: int) -> Imag
     except UnidentifiedImageError:
         raise ImageDecodeError(source, f"not a recognised image format ({', '.join(FORMATS)})") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        raise ImageDecodeError(source, f"cannot be read ({_reason(exc)})") from None
+        reason = redact_paths(str(exc)) or type(exc).__name__
+        raise ImageDecodeError(source, f"cannot be read ({reason})") from None
     width, height = image.size
     if width <= 0 or height <= 0:
         image.close()
@@ -104,11 +105,6 @@ def _open(data: bytes | str | os.PathLike, source: str, max_pixels: int) -> Imag
         raise ImageTooLargeError(source, f"{width}x{height} = {width * height} pixels exceeds the limit of "
                                          f"{max_pixels}")
     return image
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception's text without any path in it (Pillow names the file it was given)."""
-    return str(exc).split(": '/")[0].split(" '/")[0] or type(exc).__name__
 
 
 def _orientation(image: Image.Image) -> int:
@@ -199,7 +195,8 @@ def decode_upright(
     except ImageDecodeError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError, struct.error) as exc:
-        raise ImageDecodeError(source, f"corrupt or truncated image data ({_reason(exc)})") from None
+        reason = redact_paths(str(exc)) or type(exc).__name__
+        raise ImageDecodeError(source, f"corrupt or truncated image data ({reason})") from None
     finally:
         image.close()
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import onnxruntime as ort
 
-from detector.errors import DataCorrupted, InvalidArgument
+from detector.errors import DataCorrupted, InvalidArgument, show
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
@@ -69,11 +69,6 @@ def read_model_info(metadata: dict[str, str], source: str) -> ModelInfo:
         )
     except (KeyError, ValueError) as exc:
         raise ModelLoadError(f"{source}: not an artdet ONNX model (metadata {exc} missing or invalid)") from None
-
-
-def _preview(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n[:40]) for n in names[:limit])
-    return f"[{shown}{', ...' if len(names) > limit else ''}] ({len(names)})"
 
 
 def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -160,7 +155,7 @@ class Detector:
             wanted = set(classes)
             unknown = wanted - set(self.class_names)
             if unknown:
-                raise InvalidArgument(f"classes: {_preview(sorted(unknown))} not in the model's classes "
+                raise InvalidArgument(f"classes: {show(sorted(unknown))} not in the model's classes "
                                       f"{self.class_names}")
         result = DetectionResult(width, height)
         for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):

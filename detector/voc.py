@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from detector.dataset import (DatasetValidationError, NameTree, Problem, file_name_problem, normalize_file_name,
-                              show)
+from detector.dataset import DatasetValidationError, NameTree, Problem, file_name_problem, normalize_file_name
+from detector.errors import show
 
 _INVALID = object()  # a value that is present but not a finite number
 

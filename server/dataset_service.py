@@ -11,8 +11,8 @@ import grpc
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.dataset import NameTree, check_coco_structure, check_file_name, load_coco, parse_json, show
-from detector.errors import ArtdetError, Cancelled, InvalidArgument, ResourceExhausted
+from detector.dataset import NameTree, check_coco_structure, check_file_name, load_coco, parse_json
+from detector.errors import ArtdetError, Cancelled, InvalidArgument, ResourceExhausted, show
 from detector.files import is_disk_full
 from detector.voc import voc_files_to_coco
 from server.errors import rpc_errors

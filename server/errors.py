@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import re
 import uuid
 
 import grpc
 
 from detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull, FailedPrecondition,
-                             InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable)
+                             InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable, redact_paths)
 from detector.files import is_disk_full
 
 log = logging.getLogger("artdet.server")
@@ -33,13 +32,6 @@ CODES: tuple[tuple[type[ArtdetError], grpc.StatusCode], ...] = (
     (DataCorrupted, grpc.StatusCode.DATA_LOSS),
 )
 MAX_MESSAGE_CHARS = 2000  # status details travel in HTTP/2 trailers, which have a hard size limit
-# an absolute path of two or more parts, as the OS or a library may put into a message
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/:,()\[\]]+/)+([^\s'\"/:,()\[\]]*)")
-
-
-def redact_paths(message: str) -> str:
-    """Keep the last part of each absolute path (a file's own name), drop the folders it lives in."""
-    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "<path>", message)
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from detector.errors import ArtdetError, FailedPrecondition
+from detector.errors import ArtdetError, FailedPrecondition, redact_paths
 from detector.files import is_disk_full
-from server.errors import redact_paths
 from server.faults import fault_point
 from server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
 from server.store import JOB_STATES, DatasetRow, JobRow, Store

@@ -1,9 +1,9 @@
 """Make the serving process give memory back: glibc raises its mmap threshold each time a large block is
-freed, after which decoded images and model tensors come from heaps it never returns (a 36 MP PNG per
-Detect then leaves ~100 MB behind). A fixed threshold keeps large, short-lived buffers mapped and
-unmapped; fewer malloc arenas (one per core rather than eight) keep each thread's freed memory from
-piling up in an arena of its own (8 concurrent 12 MP PNG Detects: 639 -> 535 MB peak, artdet bench
---reliability)."""
+freed, after which decoded images and model tensors come from heaps it never returns (8 Detects of a
+36 MP PNG then left 600 MB behind, tests/test_detect_hardening.py). A fixed threshold keeps large,
+short-lived buffers mapped and unmapped; fewer malloc arenas (one per core rather than eight) keep each
+thread's freed memory from piling up in an arena of its own (8 concurrent 12 MP PNG Detects: 639 -> 535 MB
+peak, artdet bench --reliability)."""
 
 from __future__ import annotations
 

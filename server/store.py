@@ -263,10 +263,7 @@ class Store:
                                 json.dumps(card["statistics"])))
                 found.add(key)
                 self.report["rebuilt"].append(f"datasets/{key[0]}/v{key[1]}")
-        for name, version in sorted(indexed - found):
-            with self.transaction() as db:
-                db.execute("DELETE FROM datasets WHERE name = ? AND version = ?", (name, version))
-            self.report["dropped"].append(f"datasets/{name}/v{version}")
+        self._drop_rows("datasets", indexed - found, "datasets/{}/v{}")
 
     def _reconcile_models(self) -> None:
         indexed = {(r["name"], r["version"]) for r in self._query("SELECT name, version FROM models")}
@@ -300,10 +297,14 @@ class Store:
                                 onnx.stat().st_size))
                 found.add(key)
                 self.report["rebuilt"].append(f"models/{key[0]}/{key[1]}")
-        for name, version in sorted(indexed - found):
+        self._drop_rows("models", indexed - found, "models/{}/{}")
+
+    def _drop_rows(self, table: str, keys: set[tuple[str, int]], folder: str) -> None:
+        """Rows whose folder is gone or was moved to quarantine: dropped, and reported."""
+        for name, version in sorted(keys):
             with self.transaction() as db:
-                db.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version))
-            self.report["dropped"].append(f"models/{name}/{version}")
+                db.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", (name, version))
+            self.report["dropped"].append(folder.format(name, version))
 
     def _reconcile_jobs(self) -> None:
         indexed = {r["id"] for r in self._query("SELECT id FROM jobs")}

@@ -9,11 +9,9 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 from pathlib import Path
 
 import grpc
@@ -24,6 +22,7 @@ from PIL import Image
 
 from artdet.v1 import artdet_pb2 as pb
 from tests.conftest import ROOT, ServerProcess
+from tools.bench.fuzz import png_of_zeros
 
 MODEL = "shapes"
 
@@ -32,16 +31,6 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def _zeros_png(width: int, height: int) -> bytes:
-    """A 36 MP PNG of zeros is about 35 KB on the wire."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    compressor = zlib.compressobj(9)
-    body = b"".join(compressor.compress(b"\0" * (width * 3 + 1)) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
 
 
 def _painting() -> bytes:
@@ -81,7 +70,7 @@ def test_large_pngs_do_not_grow_server_memory(replica):
     """A 36 MP PNG (under the 40 MP limit) used to add about 1 GB of RSS per Detect, never returned."""
     detection = replica.connect("client").detection()
     metadata = replica.connect("client").metadata
-    image = _zeros_png(6000, 6000)
+    image = png_of_zeros(6000, 6000, colour=2)
     process = psutil.Process(replica.process.pid)
     detection.Detect(pb.DetectRequest(image=image), metadata=metadata, timeout=120)
     after_first = process.memory_info().rss
@@ -281,7 +270,8 @@ def test_the_phone_app_can_download_its_active_model_and_nothing_else(full_serve
 def test_internal_errors_carry_a_request_id_and_no_server_path(caplog):
     import logging
 
-    from server.errors import redact_paths, rpc_errors
+    from detector.errors import redact_paths
+    from server.errors import rpc_errors
 
     class Servicer:
         @rpc_errors

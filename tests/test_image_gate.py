@@ -4,11 +4,9 @@ every format, a shared pixel budget, and only typed errors for any bytes (proper
 from __future__ import annotations
 
 import io
-import struct
 import subprocess
 import sys
 import threading
-import zlib
 
 import numpy as np
 import pytest
@@ -18,26 +16,7 @@ from PIL import Image, ImageFile
 
 from detector.images import (ImageDecodeError, ImageTooLargeError, PixelBudget, decode_upright, read_image_size)
 from tests.conftest import ROOT
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height 8-bit grey and carries almost no data (a decompression bomb's header)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
-        _chunk(b"IEND", b"")
-
-
-def png_of_zeros(width: int, height: int) -> bytes:
-    """A complete, valid grey PNG of zeros, compressed row by row (a few hundred KB for hundreds of MP)."""
-    compressor = zlib.compressobj(9)
-    row = b"\0" * (width + 1)
-    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+from tools.bench.fuzz import png_claiming, png_of_zeros
 
 
 def _peak_rss_mb_of(code: str, cap_mb: int = 1500) -> tuple[subprocess.CompletedProcess, float]:
@@ -72,7 +51,7 @@ def test_png_header_bomb_is_refused_before_any_pixel_work(side, monkeypatch):
         raise _Decoded(f"{self.format} pixels decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", spy)
-    data = png_header_only(side, side)
+    data = png_claiming(side, side, 8, 0)
     with pytest.raises(ImageTooLargeError, match=f"{side}x{side}"):
         decode_upright(data, 40_000_000)
     with pytest.raises(ImageTooLargeError):
@@ -192,7 +171,7 @@ def test_any_bytes_give_an_image_or_a_typed_error(data):
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 70_000), st.integers(1, 70_000))
 def test_declared_sizes_over_the_limit_are_refused_from_the_header(width, height):
-    data = png_header_only(width, height)
+    data = png_claiming(width, height, 8, 0)
     if width * height > 1_000_000:
         with pytest.raises(ImageTooLargeError):
             decode_upright(data, max_pixels=1_000_000)

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import logging
+import threading
+import time
 
 import grpc
 import pytest
@@ -342,11 +344,14 @@ def test_malformed_uploads_against_a_real_server(tmp_path):
         assert not wrong, wrong
         assert all(str(server.data_dir) not in details for _, details in codes.values())
         # a client that cancels halfway: CANCELLED on the server's side, no crash in its log
-        call = stub.UploadDataset.future(_slow_upload(), metadata=annotator.metadata)
-        import time
-
-        time.sleep(1.0)  # the header and the first bytes are on the server
+        sent_first_bytes, release = threading.Event(), threading.Event()
+        call = stub.UploadDataset.future(_stalled_upload(sent_first_bytes, release), metadata=annotator.metadata)
+        staging = server.data_dir / "tmp"
+        assert sent_first_bytes.wait(30)
+        assert _within(30, lambda: any(staging.glob("upload-*/images/a.png")))  # the server is writing a.png
         call.cancel()
+        release.set()
+        assert call.cancelled()
         assert stub.UploadDataset(iter([coco_header(VALID_COCO), chunk("a.png")]), metadata=annotator.metadata,
                                   timeout=60).statistics.images == 1
     finally:
@@ -355,10 +360,19 @@ def test_malformed_uploads_against_a_real_server(tmp_path):
     assert "Traceback" not in log and "internal error" not in log and " failed" not in log, log[-3000:]
 
 
-def _slow_upload():
-    import time
-
+def _stalled_upload(sent_first_bytes: threading.Event, release: threading.Event):
+    """Header and the first bytes of a.png, then nothing until the test has cancelled the call."""
     yield coco_header(VALID_COCO)
     yield chunk("a.png", PNG[:10], last=False)
-    time.sleep(5)
+    sent_first_bytes.set()
+    release.wait(60)
     yield chunk("a.png", PNG[10:])
+
+
+def _within(seconds: float, condition) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -97,6 +97,17 @@ def png_claiming(width: int, height: int, depth: int = 8, colour: int = 2) -> by
             + _png_chunk(b"IEND", b""))
 
 
+def png_of_zeros(width: int, height: int, colour: int = 0) -> bytes:
+    """A complete, valid 8-bit PNG of zeros (grey: colour 0, RGB: 2), compressed row by row: a few hundred KB
+    for hundreds of megapixels, and never the whole image in memory."""
+    channels = {0: 1, 2: 3}[colour]
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width * channels + 1)
+    body = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+
+
 def jpeg_claiming(width: int, height: int) -> bytes:
     """SOI, a baseline SOF0 declaring width x height with 3 components, then EOI: no scan data at all."""
     sof = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
