@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from detector.config import AUGMENT_SCHEMA, TRAIN_SCHEMA, AugmentConfig, TrainConfig
+from detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
+                             TRAIN_SCHEMA, AugmentConfig, TrainConfig)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -206,7 +207,8 @@ def add_engine_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--val", help="annotations whose images the parity check uses (default: the run's)")
     p.add_argument("--images", help="image root for --val")
-    p.add_argument("--score-threshold", type=float, default=0.05, help="baked into the graph")
+    p.add_argument("--score-threshold", type=float, default=EXPORT_SCORE_THRESHOLD,
+                   help=f"lowest score the graph keeps (default: {EXPORT_SCORE_THRESHOLD})")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="PyTorch parity check")
     p.set_defaults(handler=cmd_export)
 
@@ -225,7 +227,8 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print detections as JSON")
     p.add_argument("--draw", help="PNG to draw labelled boxes into (a folder when IMAGE is a folder)")
     p.add_argument("--coco", help="write predictions as a COCO file (pre-annotations for CVAT / Label Studio)")
-    p.add_argument("--threshold", type=float, default=0.5, help="minimum score")
-    p.add_argument("--top-k", type=int, default=100, help="at most this many detections per image")
+    p.add_argument("--threshold", type=float, default=SCORE_THRESHOLD, help=f"minimum score (default: {SCORE_THRESHOLD})")
+    p.add_argument("--top-k", type=int, default=DETECTIONS_PER_IMAGE,
+                   help=f"at most this many detections per image (default: {DETECTIONS_PER_IMAGE})")
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")

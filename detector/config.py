@@ -17,6 +17,11 @@ from typing import Any, Callable
 from detector.errors import InvalidArgument, show
 
 STRATEGIES = ("auto", "head-only", "two-stage", "full")
+NAMED_WEIGHTS = ("coco", "none")  # besides a weights file: torchvision's COCO weights, or a random start
+# serving and export defaults, one definition each: the RPC, the CLI, the Detector and the export read them here
+SCORE_THRESHOLD = 0.5  # lowest score Detect returns unless the caller asks for another
+EXPORT_SCORE_THRESHOLD = 0.05  # lowest score evaluation and the exported graph keep
+DETECTIONS_PER_IMAGE = 100
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
 # torch-free facts about detector.architectures.ARCHITECTURES (a test keeps the two equal):
@@ -266,8 +271,9 @@ class TrainConfig:
     augment: AugmentConfig = option(default_factory=AugmentConfig, server_owned=True,
                                     help="training augmentation (on/off and each probability)")
     # evaluation / export
-    eval_score_threshold: float = option(0.05, ge=0, le=1, help="lowest score kept when evaluating and exporting")
-    detections_per_image: int = option(100, ge=1, le=10_000, help="most detections per image")
+    eval_score_threshold: float = option(EXPORT_SCORE_THRESHOLD, ge=0, le=1,
+                                         help="lowest score kept when evaluating and exporting")
+    detections_per_image: int = option(DETECTIONS_PER_IMAGE, ge=1, le=10_000, help="most detections per image")
     # detection-model internals, exposed because they trade speed for recall on small CPUs
     rpn_pre_nms_top_n_train: int | None = option(None, ge=1, le=100_000,
                                                  help="RPN proposals before NMS in training; default: torchvision's")

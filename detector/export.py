@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detector.checkpoint import load_torch
+from detector.config import EXPORT_SCORE_THRESHOLD
 from detector.files import atomic_write_bytes
 from detector.dataset import DetectionDataset
 from detector.images import decode_image
@@ -27,7 +28,6 @@ from detector.inference import INPUT_NAME, OUTPUT_NAMES, Detector
 from detector.models import IncompatibleWeightsError
 from detector.training import model_from_payload
 
-EXPORT_SCORE_THRESHOLD = 0.05
 OPSET = 17
 
 
@@ -150,7 +150,7 @@ def parity_images(dataset: DetectionDataset | None, count: int = 4) -> list[np.n
 
 def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | None = None,
                 score_threshold: float = EXPORT_SCORE_THRESHOLD, check: bool = True,
-                parity_threshold: float = 0.05) -> dict[str, Any]:
+                parity_threshold: float = EXPORT_SCORE_THRESHOLD) -> dict[str, Any]:
     """Export, validate with onnx.checker, embed metadata, check parity; write `out` only if all pass."""
     payload, checkpoint_path = load_run_model(source)
     model = export_ready_model(payload, score_threshold)

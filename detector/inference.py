@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import onnxruntime as ort
 
+from detector.config import SCORE_THRESHOLD
 from detector.errors import DataCorrupted, InvalidArgument, show
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
 
@@ -144,7 +145,7 @@ class Detector:
             boxes, scores, labels = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         return boxes, scores, labels
 
-    def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = 0.5,
+    def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = SCORE_THRESHOLD,
                top_k: int | None = None, classes: Iterable[str] | None = None,
                source: str = "image") -> DetectionResult:
         pixels, width, height = self._decode(image, source)

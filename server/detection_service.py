@@ -6,12 +6,11 @@ import time
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
+from detector.config import DETECTIONS_PER_IMAGE, SCORE_THRESHOLD
 from detector.errors import ArtdetError, DeadlineExceeded, InvalidArgument
 from server.errors import rpc_errors, status_of
 from server.model_repository import ModelRepository
 
-DEFAULT_SCORE_THRESHOLD = 0.5
-DEFAULT_MAX_DETECTIONS = 100
 MAX_DETECTIONS_LIMIT = 1000
 MAX_CLASS_FILTER = 256
 MAX_CLASS_NAME_CHARS = 128
@@ -20,7 +19,7 @@ MAX_CLASS_NAME_CHARS = 128
 def _check_request(request: pb.DetectRequest) -> tuple[float, int]:
     if not request.image:
         raise InvalidArgument("image: empty; send JPEG, PNG or WebP bytes")
-    threshold = request.score_threshold if request.HasField("score_threshold") else DEFAULT_SCORE_THRESHOLD
+    threshold = request.score_threshold if request.HasField("score_threshold") else SCORE_THRESHOLD
     if not 0.0 <= threshold <= 1.0:  # NaN fails this too
         raise InvalidArgument(f"score_threshold: {threshold} is not within [0, 1]")
     if not 0 <= request.max_detections <= MAX_DETECTIONS_LIMIT:
@@ -31,7 +30,7 @@ def _check_request(request: pb.DetectRequest) -> tuple[float, int]:
         raise InvalidArgument(f"classes: {len(request.classes)} names; at most {MAX_CLASS_FILTER}")
     if any(len(name) > MAX_CLASS_NAME_CHARS for name in request.classes):
         raise InvalidArgument(f"classes: a class name is longer than {MAX_CLASS_NAME_CHARS} characters")
-    return threshold, request.max_detections or DEFAULT_MAX_DETECTIONS
+    return threshold, request.max_detections or DETECTIONS_PER_IMAGE
 
 
 class DetectionServicer(rpc.DetectionServiceServicer):

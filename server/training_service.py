@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.config import TRAIN_SCHEMA, FieldSpec, TrainConfig
+from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA, FieldSpec, TrainConfig
 from detector.errors import InvalidArgument
 from server.errors import rpc_errors
 from server.jobs import TERMINAL, JobRunner
@@ -150,8 +150,9 @@ class TrainingServicer(rpc.TrainingServiceServicer):
                                       f"{model.card['arch']}, not {request.parameters.arch}")
             config.arch, config.weights, base = model.card["arch"], str(checkpoint), f"{ref.name}/{version}"
         elif request.WhichOneof("start_from") == "weights":
-            if request.weights not in ("coco", "none"):
-                raise InvalidArgument("weights: 'coco' or 'none' (use base_model to retrain a registered model)")
+            if request.weights not in NAMED_WEIGHTS:
+                raise InvalidArgument(f"weights: one of {list(NAMED_WEIGHTS)} (use base_model to retrain a "
+                                      "registered model)")
             config.weights = request.weights
         config.validate(label=parameter_label(request.parameters))
         model_name = check_name(request.model_name or dataset.name, "model_name")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from detector.cli import add_train_config_arguments, print_json
-from detector.config import TRAIN_SCHEMA
+from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
 from detector.errors import InvalidArgument
 
 
@@ -340,7 +340,7 @@ def add_service_commands(subparsers) -> None:
     p.add_argument("--watch", action="store_true", help="follow the job until it ends (exit 1 unless it succeeds)")
     p.add_argument("--quiet", action="store_true")
     add_train_config_arguments(p, remote=True)
-    p.add_argument("--weights", choices=("coco", "none"), default="coco",
+    p.add_argument("--weights", choices=NAMED_WEIGHTS, default=NAMED_WEIGHTS[0],
                    help="starting weights on the server (default: coco)")
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_jobs_start)
