@@ -75,8 +75,12 @@ def print_json(obj: Any) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
-        from detector.training import train
+        from detector.training import finished_summary, train
 
+        if finished_summary(Path(args.resume)) is not None:
+            print(f"{args.resume} has finished training; nothing to resume (results in "
+                  f"{args.resume}/metrics.json)", file=sys.stderr)
+            return 0
         summary = train(None, args.resume, resume=True, progress=not args.quiet)
     else:
         if not args.out:
@@ -166,7 +170,7 @@ def cmd_detect_local(args: argparse.Namespace) -> int:
             out = Path(args.draw) if not root.is_dir() else Path(args.draw) / path.relative_to(root).with_suffix(".png")
             save_drawing(decode_image(path), result, out)
     if args.coco:
-        write_coco_predictions(results, root, detector.class_names, detector.info.category_ids, Path(args.coco))
+        write_coco_predictions(results, root, detector.class_names, detector.card.category_ids, Path(args.coco))
     if args.json or not args.coco:
         if root.is_dir():
             print_json([{"file": str(p.relative_to(root)), **r.to_json()} for p, r in results])

@@ -58,6 +58,16 @@ def broadcast_from_main(ctx: DistContext, value: Any) -> Any:
     return holder[0]
 
 
+def reduce_mean(ctx: DistContext, values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each scalar averaged over every rank (torchvision's reduce_dict), as plain floats."""
+    names = sorted(values)
+    stacked = torch.stack([values[name].float() for name in names])
+    if ctx.distributed:
+        dist.all_reduce(stacked)
+        stacked /= ctx.world_size
+    return dict(zip(names, stacked.tolist()))
+
+
 def shutdown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.barrier()

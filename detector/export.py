@@ -7,7 +7,6 @@ detections per image are baked into the graph; callers filter higher thresholds 
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,10 @@ from detector.files import atomic_write_bytes
 from detector.dataset import DetectionDataset
 from detector.images import decode_image
 from detector.errors import FailedPrecondition
-from detector.inference import INPUT_NAME, OUTPUT_NAMES, Detector
+from detector.inference import Detector
+from detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard
 from detector.models import IncompatibleWeightsError
-from detector.training import model_from_payload
+from detector.models import model_from_payload
 
 OPSET = 17
 
@@ -155,22 +155,12 @@ def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | Non
     payload, checkpoint_path = load_run_model(source)
     model = export_ready_model(payload, score_threshold)
     transform = model.transform
-    metadata = {
-        "class_names": json.dumps(payload["class_names"]),
-        "category_ids": json.dumps(payload.get("category_ids", list(range(1, len(payload["class_names"]) + 1)))),
-        "architecture": payload["arch"],
-        "run_id": str(payload.get("run_id", "")),
-        "val_map": "" if payload.get("val_map") is None else f"{payload['val_map']:.6f}",
-        "score_threshold": str(score_threshold),
-        "nms_iou": str(model.roi_heads.nms_thresh),
-        "detections_per_image": str(model.roi_heads.detections_per_img),
-        "min_size": str(transform.min_size[0]),
-        "max_size": str(transform.max_size),
-        "input": f"{INPUT_NAME}: uint8 [height, width, 3] RGB, any size, EXIF-upright",
-        "outputs": "boxes: float32 [N, 4] x1,y1,x2,y2 input pixels; scores: float32 [N]; labels: int64 [N], "
-                   "1-based index into class_names",
-        "producer": "artdet",
-    }
+    card = ModelCard(class_names=list(payload["class_names"]), arch=payload["arch"],
+                     min_size=transform.min_size[0], max_size=transform.max_size, score_threshold=score_threshold,
+                     nms_iou=model.roi_heads.nms_thresh, detections_per_image=model.roi_heads.detections_per_img,
+                     category_ids=list(payload.get("category_ids") or []), run_id=str(payload.get("run_id", "")),
+                     val_map=payload.get("val_map"))
+    metadata = card.to_metadata()
     out = Path(out)
     tmp = out.with_name(f".{out.name}.export")
     # trace on a real image: a blank one yields no proposals, and the tracer would bake in empty shapes

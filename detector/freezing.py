@@ -10,12 +10,7 @@ from detector.architectures import Architecture
 def backbone_stages(model: nn.Module, arch: Architecture) -> list[list[nn.Module]]:
     """The backbone body split into stages, bottom (generic edges) to top (object parts)."""
     body = model.backbone.body
-    if arch.family == "resnet":
-        return [[body.conv1, body.bn1], [body.layer1], [body.layer2], [body.layer3], [body.layer4]]
-    blocks = list(body.children())
-    starts = [0] + [i for i, b in enumerate(blocks) if getattr(b, "_is_cn", False)] + [len(blocks) - 1]
-    ends = starts[1:] + [len(blocks)]
-    return [blocks[s:e] for s, e in zip(starts, ends)]
+    return [[body.get_submodule(name) for name in stage] for stage in arch.backbone_stages]
 
 
 def _set(modules: list[nn.Module], trainable: bool) -> None:

@@ -2,74 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import onnxruntime as ort
 
 from detector.config import SCORE_THRESHOLD
-from detector.errors import DataCorrupted, InvalidArgument, show
+from detector.errors import InvalidArgument, show
 from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
-
-INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
-OUTPUT_NAMES = ("boxes", "scores", "labels")
-
-
-class ModelLoadError(DataCorrupted):
-    pass
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in upright image pixels
-    score: float
-    label_id: int  # 1..num_classes
-    label: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4), "label": self.label}
-
-
-@dataclass
-class DetectionResult:
-    width: int
-    height: int
-    detections: list[Detection] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"detections": [d.to_json() for d in self.detections], "width": self.width, "height": self.height}
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    class_names: list[str]
-    category_ids: list[int]
-    arch: str
-    min_size: int
-    max_size: int
-    score_threshold: float
-    metadata: dict[str, str]
-
-
-def read_model_info(metadata: dict[str, str], source: str) -> ModelInfo:
-    try:
-        return ModelInfo(
-            class_names=json.loads(metadata["class_names"]),
-            category_ids=json.loads(metadata.get("category_ids", "[]")),
-            arch=metadata["architecture"],
-            min_size=int(metadata["min_size"]),
-            max_size=int(metadata["max_size"]),
-            score_threshold=float(metadata["score_threshold"]),
-            metadata=dict(metadata),
-        )
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(f"{source}: not an artdet ONNX model (metadata {exc} missing or invalid)") from None
+from detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard, ModelLoadError
+from detector.results import Detection, DetectionResult
 
 
 def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -83,7 +29,7 @@ class Detector:
 
     def __init__(self, model_path: str | Path, intra_op_threads: int | None = None,
                  inter_op_threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 providers: Iterable[str] | None = None, optimization: str = "all", reduced_decoding: bool = True,
+                 reduced_decoding: bool = True,
                  decode_budget: PixelBudget | None = None, name: str | None = None, concurrent_runs: int = 2):
         self.path = Path(model_path)
         self.name = name or self.path.name  # how messages refer to the model (never by its server path)
@@ -94,19 +40,13 @@ class Detector:
             options.intra_op_num_threads = intra_op_threads
         if inter_op_threads:
             options.inter_op_num_threads = inter_op_threads
-        options.graph_optimization_level = {
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
         available = ort.get_available_providers()
-        chosen = [p for p in (providers or ("CUDAExecutionProvider", "CPUExecutionProvider")) if p in available]
+        chosen = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"model {self.name}: cannot be loaded by onnxruntime ({exc})") from None
-        self.info = read_model_info(self.session.get_modelmeta().custom_metadata_map, f"model {self.name}")
+        self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map, f"model {self.name}")
         self.max_pixels = max_pixels
         self.reduced_decoding = reduced_decoding
         self.decode_budget = decode_budget
@@ -115,7 +55,7 @@ class Detector:
 
     @property
     def class_names(self) -> list[str]:
-        return self.info.class_names
+        return self.card.class_names
 
     def _decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
         if isinstance(image, np.ndarray):
@@ -134,7 +74,7 @@ class Detector:
         return array, size.width, size.height
 
     def _network_size(self, size: ImageSize, source: str) -> tuple[int, int]:
-        width, height = network_input_size(size.width, size.height, self.info.min_size, self.info.max_size)
+        width, height = network_input_size(size.width, size.height, self.card.min_size, self.card.max_size)
         if width < 1 or height < 1:
             raise ImageDecodeError(source, f"{size.width}x{size.height} is too narrow: the network would see it "
                                            f"as {width}x{height} pixels")

@@ -195,3 +195,15 @@ def checkpoint_payload(model: nn.Module, arch_name: str, class_names: list[str],
         "model": {k: v.detach().cpu() for k, v in unwrapped.state_dict().items()},
         **extra,
     }
+
+
+def model_from_payload(payload: dict[str, Any], **kwargs: Any) -> nn.Module:
+    """Rebuild a model saved by `checkpoint_payload` without touching any pretrained weights."""
+    arch = get_architecture(payload["arch"])
+    kwargs = {**payload.get("network", {}), **kwargs}
+    model = arch.builder(weights=None, weights_backbone=None, num_classes=len(payload["class_names"]) + 1,
+                         **kwargs)
+    if payload.get("frozen_batchnorm", True):
+        freeze_batchnorm(model)
+    model.load_state_dict(payload["model"])
+    return model

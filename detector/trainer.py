@@ -1,22 +1,31 @@
-"""The training loop: stages of epochs of steps. Everything else (evaluation, checkpoints, early stopping,
-progress, TensorBoard, event logs) is a hook reacting to the events the loop emits."""
+"""The training loop: stages of epochs of steps, with hooks called at fixed phases.
+
+A phase calls every hook in `Hook.order` (evaluate, then decide, then save, then the rest), so a hook's place
+in the list never changes what it sees. Hooks record metrics and events in the trainer's EventStorage; the
+storage hands each event to its writers (event log, TensorBoard, console) in the order they happened.
+`state_dict()` is everything a resumed run needs, and the one place that knows the checkpoint's layout.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR
 from torch.utils.data import DataLoader
 
 from detector.architectures import Architecture
+from detector.checkpoint import capture_rng, restore_rng
 from detector.config import TrainConfig
-from detector.distributed import DistContext
+from detector.distributed import DistContext, reduce_mean
 from detector.errors import ArtdetError
+from detector.events import new_event
 from detector.freezing import configure_trainable
 from detector.strategy import Stage
 
@@ -25,10 +34,82 @@ class TrainingDivergedError(ArtdetError):
     pass
 
 
-class Hook:
-    """Reacts to trainer events; state that must survive a resume goes through state_dict."""
+class EventWriter:
+    """Receives every event of a run, in order (rank 0 only)."""
 
-    def on_event(self, trainer: "Trainer", event: dict[str, Any]) -> None:
+    def write(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class EventStorage:
+    """What hooks record during a run (evaluations, the best one, the latest event of each type) and the
+    writers that read each event as it is put."""
+
+    def __init__(self, writers: Iterable[EventWriter] = ()):
+        self.writers = list(writers)
+        self.evaluations: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.latest: dict[str, dict[str, Any]] = {}
+
+    def put(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = new_event(kind, **fields)
+        self.latest[kind] = event
+        for writer in self.writers:
+            writer.write(event)
+        return event
+
+    def add_evaluation(self, record: dict[str, Any]) -> bool:
+        """Record one epoch's validation metrics; True if its mAP is the best so far."""
+        self.evaluations.append(record)
+        improved = self.best is None or record["map"] > self.best["map"]
+        if improved:
+            self.best = record
+        return improved
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"evaluations": self.evaluations, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evaluations, self.best = state["evaluations"], state["best"]
+
+
+class Hook:
+    """Called at the trainer's phases; state that must survive a resume goes through state_dict.
+
+    `order`: EVALUATE hooks run before DECIDE hooks (early stopping), which run before SAVE hooks
+    (checkpoints), which run before the rest. `name` keys the hook's state in a checkpoint.
+    """
+
+    EVALUATE, DECIDE, SAVE, DEFAULT = 10, 20, 30, 50
+    order = DEFAULT
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def before_train(self, trainer: "Trainer") -> None:
+        pass
+
+    def before_stage(self, trainer: "Trainer") -> None:
+        pass
+
+    def after_step(self, trainer: "Trainer") -> None:
+        pass
+
+    def after_epoch(self, trainer: "Trainer") -> None:
+        pass
+
+    def after_stage(self, trainer: "Trainer") -> None:
+        pass
+
+    def after_train(self, trainer: "Trainer") -> None:
         pass
 
     def state_dict(self) -> dict[str, Any]:
@@ -38,14 +119,19 @@ class Hook:
         pass
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, milestones: tuple[float, ...]) -> float:
-    """Linear warm-up, then cosine decay to zero or x0.1 steps at the given fractions of the stage."""
-    if warmup and step < warmup:
-        return 0.001 + (1 - 0.001) * step / warmup
-    if schedule == "cosine":
-        span = max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
-    return 0.1 ** sum(step >= m * total for m in milestones)
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int) -> LRScheduler:
+    """A stage's learning rate over its `total` steps: linear warm-up from 0.1% of the rate (at most half the
+    stage), then cosine decay to zero, or a tenth at each milestone (a fraction of the stage)."""
+    warmup = min(config.warmup_iters, total // 2)
+    if config.schedule == "cosine":
+        main: LRScheduler = CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    else:
+        main = MultiStepLR(optimizer, gamma=0.1,
+                           milestones=[max(0, math.ceil(m * total) - warmup) for m in config.step_milestones])
+    if not warmup:
+        return main
+    return SequentialLR(optimizer, [LinearLR(optimizer, start_factor=0.001, total_iters=warmup), main],
+                        milestones=[warmup])
 
 
 def build_optimizer(params: list[nn.Parameter], config: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -60,23 +146,29 @@ class TrainerState:
     epoch: int = 0  # next epoch to run within the stage
     iteration: int = 0  # global optimiser steps so far
     stop_stage: bool = False
-    resume_optimizer: dict[str, Any] | None = None  # loaded into the stage's optimiser when it starts
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
     def __init__(self, model: nn.Module, arch: Architecture, config: TrainConfig, stages: list[Stage],
-                 loader: DataLoader, ctx: DistContext, hooks: list[Hook]):
+                 loader: DataLoader, ctx: DistContext, hooks: Iterable[Hook], storage: EventStorage | None = None,
+                 model_payload: Callable[[], dict[str, Any]] | None = None, run: Any = None):
         self.model = model
         self.arch = arch
         self.config = config
         self.stages = stages
         self.loader = loader
         self.ctx = ctx
-        self.hooks = hooks
+        self.hooks = sorted(hooks, key=lambda hook: hook.order)
+        names = [hook.name for hook in self.hooks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"hooks need distinct names (their checkpoint keys): {sorted(names)}")
+        self.storage = storage or EventStorage()
+        self.model_payload = model_payload or (lambda: {})
+        self.run = run  # the run's record (training.RunRecord); saved with every checkpoint
         self.state = TrainerState()
         self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.scheduler: LRScheduler | None = None
+        self._pending_optimizer_state: dict[str, Any] | None = None
         self.use_amp = config.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.forward_model: nn.Module = model
@@ -84,11 +176,9 @@ class Trainer:
         self.data_wait_seconds = 0.0
         self.step_compute_seconds = 0.0
 
-    # events -------------------------------------------------------------------------------
-    def emit(self, kind: str, **payload: Any) -> None:
-        event = {"type": kind, "time": time.time(), **payload}
+    def _call(self, phase: str) -> None:
         for hook in self.hooks:
-            hook.on_event(self, event)
+            getattr(hook, phase)(self)
 
     @property
     def stage(self) -> Stage:
@@ -114,46 +204,46 @@ class Trainer:
                             stage.train_rpn, stage.train_box_head)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, self.config, stage.lr)
-        total = stage.epochs * self.iterations_per_epoch()
-        warmup = min(self.config.warmup_iters, total // 2)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(step, total, warmup, self.config.schedule, self.config.step_milestones),
-        )
-        if self.state.resume_optimizer is not None:
-            self.optimizer.load_state_dict(self.state.resume_optimizer["optimizer"])
-            self.scheduler.load_state_dict(self.state.resume_optimizer["scheduler"])
-            self.scaler.load_state_dict(self.state.resume_optimizer["scaler"])
-            self.state.resume_optimizer = None
+        self.scheduler = build_scheduler(self.optimizer, self.config, stage.epochs * self.iterations_per_epoch())
+        if self._pending_optimizer_state is not None:
+            self.optimizer.load_state_dict(self._pending_optimizer_state["optimizer"])
+            self.scheduler.load_state_dict(self._pending_optimizer_state["scheduler"])
+            self.scaler.load_state_dict(self._pending_optimizer_state["scaler"])
+            self._pending_optimizer_state = None
         self.forward_model = self.model
         if self.ctx.distributed:
+            # DDP registers its gradient hooks for the parameters that require grad when it is built, and a
+            # stage changes which ones do: each stage needs a wrapper of its own.
             device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
         self.state.stop_stage = False
 
-    def optimizer_state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
-
     # the loop -----------------------------------------------------------------------------
     def train(self) -> None:
-        self.emit("run_started", total_iterations=self.remaining_iterations(), resumed=self.state.iteration > 0)
+        self._call("before_train")
+        self.storage.put("run_started", total_iterations=self.remaining_iterations(),
+                         resumed=self.state.iteration > 0)
         while self.state.stage_index < len(self.stages):
             stage = self.stage
             if self.state.epoch < stage.epochs:
                 self._start_stage()
-                self.emit("stage_started", stage=stage.name, stage_index=self.state.stage_index,
-                          epochs=stage.epochs, backbone_layers=stage.backbone_layers, lr=stage.lr,
-                          trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad))
-            while self.state.epoch < stage.epochs and not self.state.stop_stage:
-                self._run_epoch()
-                self.state.epoch += 1
-                self.emit("epoch_finished", stage=stage.name, stage_index=self.state.stage_index,
-                          epoch=self.state.epoch, global_epoch=self.global_epoch)
+                self.storage.put(
+                    "stage_started", stage=stage.name, stage_index=self.state.stage_index, epochs=stage.epochs,
+                    backbone_layers=stage.backbone_layers, lr=stage.lr,
+                    trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad))
+                self._call("before_stage")
+                while self.state.epoch < stage.epochs and not self.state.stop_stage:
+                    self._run_epoch()
+                    self.state.epoch += 1
+                    self.storage.put("epoch_finished", stage=stage.name, stage_index=self.state.stage_index,
+                                     epoch=self.state.epoch, global_epoch=self.global_epoch)
+                    self._call("after_epoch")
+                self._call("after_stage")
             self.state.stage_index += 1
             self.state.epoch = 0
             self.state.stop_stage = False
-        self.emit("run_finished", iterations=self.state.iteration)
+        self.storage.put("run_finished", iterations=self.state.iteration)
+        self._call("after_train")
 
     def _run_epoch(self) -> None:
         self.model.train()
@@ -161,9 +251,7 @@ class Trainer:
         self.loader.dataset.set_epoch(self.global_epoch)
         limit = self.iterations_per_epoch()
         waited = time.perf_counter()
-        for step_in_epoch, (images, targets) in enumerate(self.loader):
-            if step_in_epoch >= limit:
-                break
+        for step_in_epoch, (images, targets) in enumerate(itertools.islice(self.loader, limit)):
             started = time.perf_counter()
             self.data_wait_seconds += started - waited
             losses = self._step(images, targets)
@@ -173,10 +261,12 @@ class Trainer:
             self.step_seconds = elapsed if self.step_seconds is None else 0.9 * self.step_seconds + 0.1 * elapsed
             self.state.iteration += 1
             remaining = self.remaining_iterations() - (step_in_epoch + 1)
-            self.emit("step", stage=self.stage.name, stage_index=self.state.stage_index,
-                      epoch=self.state.epoch + 1, step=step_in_epoch + 1, steps_per_epoch=limit,
-                      iteration=self.state.iteration, losses=losses, lr=self.optimizer.param_groups[0]["lr"],
-                      images=len(images), eta_seconds=round(remaining * self.step_seconds, 1))
+            self.storage.put("step", stage=self.stage.name, stage_index=self.state.stage_index,
+                             epoch=self.state.epoch + 1, step=step_in_epoch + 1, steps_per_epoch=limit,
+                             iteration=self.state.iteration, losses=losses, lr=self.optimizer.param_groups[0]["lr"],
+                             images=len(images),
+                             eta_seconds=round(remaining * self.step_seconds, 1))
+            self._call("after_step")
 
     def _step(self, images, targets) -> dict[str, float]:
         device = self.ctx.device
@@ -185,8 +275,8 @@ class Trainer:
         with torch.autocast(device_type=device.type, enabled=self.use_amp):
             loss_dict = self.forward_model(images, targets)
             loss = sum(loss_dict.values())
-        values = {k: float(v.detach()) for k, v in loss_dict.items()}
-        values["loss"] = float(loss.detach())
+        # every rank logs and checks the mean over ranks, so all of them stop together on a divergence
+        values = reduce_mean(self.ctx, {**{k: v.detach() for k, v in loss_dict.items()}, "loss": loss.detach()})
         if not math.isfinite(values["loss"]):
             raise TrainingDivergedError(
                 f"loss became {values['loss']} at iteration {self.state.iteration + 1} "
@@ -203,12 +293,33 @@ class Trainer:
         self.scheduler.step()
         return values
 
-    # resume ---------------------------------------------------------------------------------
-    def hook_states(self) -> dict[str, Any]:
-        return {type(h).__name__: h.state_dict() for h in self.hooks}
+    # checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The model (as `model_payload` describes it), the run's record, and everything that continues the
+        run exactly: position, optimiser, scheduler, AMP scaler, storage, hooks, random-number generators."""
+        return {
+            **self.model_payload(),
+            "run": self.run.to_dict() if self.run is not None else None,
+            "trainer": {"stage_index": self.state.stage_index, "epoch": self.state.epoch,
+                        "iteration": self.state.iteration, "stop_stage": self.state.stop_stage},
+            "optimizer_state": {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                                "scaler": self.scaler.state_dict()},
+            "storage": self.storage.state_dict(),
+            "hooks": {hook.name: hook.state_dict() for hook in self.hooks},
+            "rng": capture_rng(),
+        }
 
-    def load_hook_states(self, states: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue where `state_dict()` left off: at the next epoch, or at the next stage when the saved
+        stage had ended (its last epoch ran, or early stopping ended it)."""
+        saved = state["trainer"]
+        self.state = TrainerState(saved["stage_index"], saved["epoch"], saved["iteration"])
+        if saved["stop_stage"] or self.state.epoch >= self.stages[self.state.stage_index].epochs:
+            self.state.stage_index, self.state.epoch = self.state.stage_index + 1, 0
+        else:
+            self._pending_optimizer_state = state["optimizer_state"]
+        self.storage.load_state_dict(state["storage"])
         for hook in self.hooks:
-            if type(hook).__name__ in states:
-                hook.load_state_dict(states[type(hook).__name__])
-
+            if hook.name in state["hooks"]:
+                hook.load_state_dict(state["hooks"][hook.name])
+        restore_rng(state["rng"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,20 +23,21 @@ from torch import nn
 
 from detector.architectures import Architecture, get_architecture
 from detector.augment import build_train_transform
-from detector.checkpoint import load_torch, restore_rng, seed_everything
+from detector.checkpoint import load_torch, seed_everything
 from detector.files import save_json
 from detector.config import TrainConfig
 from detector.dataset import DetectionDataset, load_coco
 from detector.distributed import DistContext, broadcast_from_main, init_distributed, shutdown
 from detector.evaluate import evaluate_model
-from detector.hooks import (CheckpointHook, EarlyStoppingHook, EvaluationHook, EventLogHook, ProgressHook,
-                            TensorBoardHook)
-from detector.models import StartingPoint, build_model, checkpoint_payload, freeze_batchnorm, model_kwargs
+from detector.events import EVENTS_FILE
+from detector.hooks import BestCheckpointHook, EarlyStoppingHook, EvaluationHook, PeriodicCheckpointHook
+from detector.models import StartingPoint, build_model, checkpoint_payload, model_from_payload, model_kwargs
 from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
 from detector.split import split_dataset
 from detector.strategy import StrategyDecision, decide_auto, manual_decision
 from detector.torch_data import TorchDetectionDataset, train_loader
-from detector.trainer import Hook, Trainer
+from detector.trainer import EventStorage, EventWriter, Hook, Trainer
+from detector.writers import ConsoleWriter, EventLogWriter, TensorBoardWriter
 from detector.voc import voc_to_coco
 
 
@@ -68,18 +70,6 @@ def network_kwargs(config: TrainConfig, arch: Architecture) -> dict[str, Any]:
     )
 
 
-def model_from_payload(payload: dict[str, Any], **kwargs: Any) -> nn.Module:
-    """Rebuild a model saved by `checkpoint_payload` without touching any pretrained weights."""
-    arch = get_architecture(payload["arch"])
-    kwargs = {**payload.get("network", {}), **kwargs}
-    model = arch.builder(weights=None, weights_backbone=None, num_classes=len(payload["class_names"]) + 1,
-                         **kwargs)
-    if payload.get("frozen_batchnorm", True):
-        freeze_batchnorm(model)
-    model.load_state_dict(payload["model"])
-    return model
-
-
 def _decide(config: TrainConfig, arch: Architecture, model: nn.Module, train: DetectionDataset,
             baseline: dict[str, Any], start: StartingPoint, device: torch.device, max_side: int) -> StrategyDecision:
     if config.strategy != "auto":
@@ -95,135 +85,201 @@ def _decide(config: TrainConfig, arch: Architecture, model: nn.Module, train: De
     return decide_auto(config, arch, len(train.images), similarity, source)
 
 
-def _summary(run: dict[str, Any], evaluation: EvaluationHook, class_names: list[str]) -> dict[str, Any]:
-    best = evaluation.best or {}
-    baseline = run["baseline"]
-    return {
-        "run_id": run["run_id"],
-        "arch": run["arch"],
-        "class_names": class_names,
-        "starting_point": run["starting_point"],
-        "warm_started_classes": run["starting_point"]["warm_started"],
-        "strategy": run["strategy"],
-        "baseline": baseline,
-        "epochs": evaluation.history,
-        "final": best,
-        "per_class_ap": best.get("per_class_ap", {}),
-        "improvement_map": round(best.get("map", 0.0) - baseline["map"], 6) if best else None,
-        "timing": run.get("timing", {}),
-    }
+@dataclass
+class RunRecord:
+    """What a run is, beyond its configuration: saved in every last.pt and summarised in metrics.json."""
+
+    run_id: str
+    arch: str
+    starting_point: dict[str, Any]  # models.StartingPoint as a dict
+    frozen_batchnorm: bool
+    baseline: dict[str, Any]  # validation metrics before fine-tuning
+    strategy: dict[str, Any]  # strategy.StrategyDecision as a dict
+    seconds: float = 0.0  # training time of the sessions before this one (a resumed run adds them up)
+    session_started: float = field(default_factory=time.time, repr=False)
+
+    def total_seconds(self) -> float:
+        return self.seconds + time.time() - self.session_started
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["session_started"]
+        data["seconds"] = round(self.total_seconds(), 1)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], session_started: float) -> "RunRecord":
+        return cls(**data, session_started=session_started)
 
 
-def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          extra_hooks: Iterable[Hook] = ()) -> dict[str, Any]:
-    """Train (or resume) into `run_dir`; returns the metrics written to metrics.json (on rank 0)."""
-    run_dir = Path(run_dir)
-    checkpoint = None
-    if resume:
-        if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: {run_dir} has no config.json (not a run directory)")
-        config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        last = run_dir / "checkpoints" / "last.pt"
-        checkpoint = load_torch(last) if last.is_file() else None
-    assert config is not None
-    config.validate()
-    ctx = init_distributed(config.device)
-    try:
-        return _train(config, run_dir, checkpoint, ctx, progress, list(extra_hooks))
-    finally:
-        shutdown(ctx)
+@dataclass
+class Run:
+    """A run being trained in this process: its pieces, whether started or resumed."""
+
+    config: TrainConfig
+    run_dir: Path
+    ctx: DistContext
+    arch: Architecture
+    train_set: DetectionDataset
+    val_set: DetectionDataset
+    model: nn.Module
+    network: dict[str, Any]
+    max_side: int
+    record: RunRecord | None = None
+    checkpoint: dict[str, Any] | None = None  # the last.pt a resumed run continues from
+    started: float = 0.0
+
+    def evaluate(self, progress: bool) -> dict[str, Any]:
+        return evaluate_model(self.model, self.val_set, self.ctx.device, self.max_side, self.config.workers,
+                              progress)
 
 
-def _train(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None, ctx: DistContext,
-           progress: bool, extra_hooks: list[Hook]) -> dict[str, Any]:
+def _prepare(config: TrainConfig, run_dir: Path, ctx: DistContext, checkpoint: dict[str, Any] | None) -> Run:
     started = time.time()
     seed_everything(config.seed + ctx.rank)
     arch = get_architecture(config.arch)
     train_set, val_set = load_datasets(config)
-    kwargs = network_kwargs(config, arch)
-    max_side = config.max_size or arch.max_size
+    network = network_kwargs(config, arch)
+    model = None if checkpoint is None else model_from_payload(checkpoint, **network)
+    return Run(config, run_dir, ctx, arch, train_set, val_set, model, network, config.max_size or arch.max_size,
+               checkpoint=checkpoint, started=started)
 
-    if checkpoint is not None:
-        model = model_from_payload(checkpoint, **kwargs)
-        run = checkpoint["run"]
-    else:
-        model, start = build_model(config.arch, train_set.class_names, config.weights, **kwargs)
-        run = {"run_id": uuid.uuid4().hex[:12], "arch": config.arch, "starting_point": vars(start),
-               "frozen_batchnorm": start.pretrained}
-    model.to(ctx.device)
 
-    data = TorchDetectionDataset(train_set, build_train_transform(config.augment), max_side, config.seed)
+def start_run(config: TrainConfig, run_dir: Path, ctx: DistContext, progress: bool) -> Run:
+    """A new run: the model from its starting weights, the baseline evaluation, the strategy decision."""
+    run = _prepare(config, run_dir, ctx, None)
+    run.model, start = build_model(config.arch, run.train_set.class_names, config.weights, **run.network)
+    run.model.to(ctx.device)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_json(config.to_dict(), run_dir / "config.json")
+    baseline = broadcast_from_main(ctx, run.evaluate(progress) if ctx.is_main else None)
+    decision = _decide(config, run.arch, run.model, run.train_set, baseline, start, ctx.device, run.max_side) \
+        if ctx.is_main else None
+    decision = broadcast_from_main(ctx, decision)
+    run.record = RunRecord(run_id=uuid.uuid4().hex[:12], arch=config.arch, starting_point=vars(start),
+                           frozen_batchnorm=start.pretrained, baseline=baseline, strategy=decision.to_dict(),
+                           session_started=run.started)
+    return run
+
+
+def resume_run(config: TrainConfig, run_dir: Path, ctx: DistContext, checkpoint: dict[str, Any]) -> Run:
+    """The run in `run_dir` as its last checkpoint left it."""
+    run = _prepare(config, run_dir, ctx, checkpoint)
+    run.model.to(ctx.device)
+    run.record = RunRecord.from_dict(checkpoint["run"], session_started=run.started)
+    return run
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--resume: {run_dir} has no config.json (not a run directory)")
+    return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics.json of a run that has finished training, else None."""
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def last_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    last = run_dir / "checkpoints" / "last.pt"
+    return load_torch(last) if last.is_file() else None
+
+
+def build_trainer(run: Run, progress: bool, extra_hooks: Iterable[Hook] = ()) -> Trainer:
+    """The trainer with the standard hooks, its storage writing to the run directory (rank 0)."""
+    config, ctx, record = run.config, run.ctx, run.record
+    writers: list[EventWriter] = []
+    if ctx.is_main:
+        writers = [EventLogWriter(run.run_dir / EVENTS_FILE), TensorBoardWriter(run.run_dir / "tensorboard")]
+        if progress:
+            writers.insert(0, ConsoleWriter())
+    storage = EventStorage(writers)
+    data = TorchDetectionDataset(run.train_set, build_train_transform(config.augment), run.max_side, config.seed)
     loader = train_loader(data, config.batch_size, config.workers, config.seed, ctx.rank, ctx.world_size,
                           config.aspect_ratio_grouping)
 
-    def evaluate() -> dict[str, Any]:
-        return evaluate_model(model, val_set, ctx.device, max_side, config.workers, progress)
-
-    evaluation = EvaluationHook(evaluate)
-
     def model_payload() -> dict[str, Any]:
-        return checkpoint_payload(model, config.arch, train_set.class_names,
-                                  category_ids=train_set.category_ids, run_id=run["run_id"],
-                                  frozen_batchnorm=run["frozen_batchnorm"], network=kwargs,
-                                  val_map=(evaluation.best or {}).get("map"))
+        return checkpoint_payload(run.model, config.arch, run.train_set.class_names,
+                                  category_ids=run.train_set.category_ids, run_id=record.run_id,
+                                  frozen_batchnorm=record.frozen_batchnorm, network=run.network,
+                                  val_map=(storage.best or {}).get("map"))
 
-    hooks: list[Hook] = [
-        ProgressHook(progress),
-        evaluation,
-        EarlyStoppingHook(config.patience),
-        CheckpointHook(run_dir / "checkpoints", model_payload, lambda: run),
-        TensorBoardHook(run_dir / "tensorboard"),
-        EventLogHook(run_dir / "events.jsonl"),
-        *extra_hooks,
-    ]
-
-    if checkpoint is None:
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_json(config.to_dict(), run_dir / "config.json")
-        start = StartingPoint(**run["starting_point"])
-        baseline = evaluate() if ctx.is_main else None
-        baseline = broadcast_from_main(ctx, baseline)
-        decision = _decide(config, arch, model, train_set, baseline, start, ctx.device, max_side) \
-            if ctx.is_main else None
-        decision = broadcast_from_main(ctx, decision)
-        run.update(baseline=baseline, strategy=decision.to_dict())
-    decision = StrategyDecision.from_dict(run["strategy"])
-    trainer = Trainer(model, arch, config, decision.stages, loader, ctx, hooks)
-
-    if checkpoint is None:
-        trainer.emit("run_configured", run_id=run["run_id"], arch=config.arch, classes=train_set.class_names,
-                     train_images=len(train_set.images), val_images=len(val_set.images),
-                     starting_point=run["starting_point"], world_size=ctx.world_size, device=str(ctx.device))
-        trainer.emit("baseline", metrics=run["baseline"])
-        trainer.emit("strategy", decision=run["strategy"])
+    checkpoints = run.run_dir / "checkpoints"
+    hooks = [EvaluationHook(lambda: run.evaluate(progress)), EarlyStoppingHook(config.patience),
+             BestCheckpointHook(checkpoints / "best.pt"), PeriodicCheckpointHook(checkpoints / "last.pt"),
+             *extra_hooks]
+    decision = StrategyDecision.from_dict(record.strategy)
+    trainer = Trainer(run.model, run.arch, config, decision.stages, loader, ctx, hooks, storage, model_payload,
+                      record)
+    if run.checkpoint is None:
+        storage.put("run_configured", run_id=record.run_id, arch=config.arch, classes=run.train_set.class_names,
+                    train_images=len(run.train_set.images), val_images=len(run.val_set.images),
+                    starting_point=record.starting_point, world_size=ctx.world_size, device=str(ctx.device))
+        storage.put("baseline", metrics=record.baseline)
+        storage.put("strategy", decision=record.strategy)
     else:
-        _restore(trainer, checkpoint)
-        trainer.emit("resumed", stage_index=trainer.state.stage_index, epoch=trainer.state.epoch,
-                     iteration=trainer.state.iteration)
+        trainer.load_state_dict(run.checkpoint)
+        storage.put("resumed", stage_index=trainer.state.stage_index, epoch=trainer.state.epoch,
+                    iteration=trainer.state.iteration)
+    return trainer
 
-    trainer.train()
-    run["timing"] = {
-        "seconds": round(time.time() - started, 1) + run.get("timing", {}).get("seconds", 0.0),
-        "data_wait_share": round(trainer.data_wait_seconds
-                                 / max(1e-9, trainer.data_wait_seconds + trainer.step_compute_seconds), 4),
+
+def write_summary(run: Run, trainer: Trainer) -> dict[str, Any]:
+    """metrics.json: baseline, every epoch's evaluation, the best (final) one, the strategy and timing."""
+    record, storage = run.record, trainer.storage
+    best = storage.best or {}
+    compute = trainer.data_wait_seconds + trainer.step_compute_seconds
+    summary = {
+        "run_id": record.run_id,
+        "arch": record.arch,
+        "class_names": run.train_set.class_names,
+        "starting_point": record.starting_point,
+        "warm_started_classes": record.starting_point["warm_started"],
+        "strategy": record.strategy,
+        "baseline": record.baseline,
+        "epochs": storage.evaluations,
+        "final": best,
+        "per_class_ap": best.get("per_class_ap", {}),
+        "improvement_map": round(best.get("map", 0.0) - record.baseline["map"], 6) if best else None,
+        "timing": {"seconds": round(record.total_seconds(), 1),
+                   "data_wait_share": round(trainer.data_wait_seconds / max(1e-9, compute), 4)},
     }
-    summary = _summary(run, evaluation, train_set.class_names)
-    if ctx.is_main:
-        save_json(summary, run_dir / "metrics.json")
-        trainer.emit("summary", summary={k: summary[k] for k in ("run_id", "final", "baseline", "strategy",
-                                                                 "improvement_map", "warm_started_classes")})
+    if run.ctx.is_main:
+        save_json(summary, run.run_dir / "metrics.json")
+        storage.put("summary", summary={k: summary[k] for k in ("run_id", "final", "baseline", "strategy",
+                                                                "improvement_map", "warm_started_classes")})
     return summary
 
 
-def _restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    saved = checkpoint["trainer"]
-    state = trainer.state
-    state.stage_index, state.epoch, state.iteration = saved["stage_index"], saved["epoch"], saved["iteration"]
-    finished_stage = saved["stop_stage"] or state.epoch >= trainer.stages[state.stage_index].epochs
-    if finished_stage:
-        state.stage_index, state.epoch = state.stage_index + 1, 0
-    else:
-        state.resume_optimizer = checkpoint["optimizer_state"]
-    trainer.load_hook_states(checkpoint["hooks"])
-    restore_rng(checkpoint["rng"])
+def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          extra_hooks: Iterable[Hook] = ()) -> dict[str, Any]:
+    """Train (or resume) into `run_dir`; returns the metrics written to metrics.json (on rank 0).
+
+    Resuming a run that has finished changes nothing and returns its metrics."""
+    run_dir = Path(run_dir)
+    checkpoint = None
+    if resume:
+        config = read_run_config(run_dir)
+        finished = finished_summary(run_dir)
+        if finished is not None:
+            return finished
+        checkpoint = last_checkpoint(run_dir)
+    assert config is not None
+    config.validate()
+    ctx = init_distributed(config.device)
+    try:
+        if checkpoint is not None:
+            run = resume_run(config, run_dir, ctx, checkpoint)
+        else:
+            run = start_run(config, run_dir, ctx, progress)
+        trainer = build_trainer(run, progress, extra_hooks)
+        try:
+            trainer.train()
+            return write_summary(run, trainer)
+        finally:
+            trainer.storage.close()
+    finally:
+        shutdown(ctx)

@@ -4,6 +4,7 @@ worker processes."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -11,7 +12,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -57,22 +58,6 @@ class ServerConfig:
     min_free_mb: int = 500  # below this much free space under data_dir, uploads and new jobs are refused
 
 
-def _register_model(store, job, result: dict[str, Any]) -> int:
-    summary, export = result["summary"], result["export"]
-    metadata = export["metadata"]
-    import json
-
-    card = {
-        "arch": metadata["architecture"],
-        "class_names": json.loads(metadata["class_names"]),
-        "metrics": {k: summary.get(k) for k in ("baseline", "final", "per_class_ap", "improvement_map", "strategy",
-                                                "warm_started_classes", "run_id")},
-        "parity": export["parity"],
-        "dataset": f"{job.dataset_name}/v{job.dataset_version}",
-    }
-    return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", card).version
-
-
 class _DetectOnlyReplica(grpc.ServerInterceptor):
     """Answers the services a replica does not serve with what it is, not grpcio's 'Method not found!'."""
 
@@ -89,69 +74,95 @@ class _DetectOnlyReplica(grpc.ServerInterceptor):
 
 
 class ArtdetServer:
-    def __init__(self, config: ServerConfig):
+    """Detect from a model repository, health and reflection on one gRPC server, and the work that runs
+    beside it. Built by `full` (datasets, training and the model registry of a data directory) or by
+    `replica` (Detect alone, from a models directory it re-reads)."""
+
+    def __init__(self, config: ServerConfig, tokens: dict[str, set[str]], models_root: Path, description: str,
+                 refusal: grpc.ServerInterceptor | None = None):
         self.config = config
+        self.description = description
         self.metrics = ServerMetrics()
-        self.tokens = load_tokens(config.tokens_file)
-        self.auth = AuthInterceptor(self.tokens)
-        self.runner = None
-        self.store = None
-        self._stop_refresh = threading.Event()
+        self.auth = AuthInterceptor(tokens)
         options = [("grpc.max_receive_message_length", config.max_message_mb << 20),
                    ("grpc.max_send_message_length", config.max_message_mb << 20),
                    ("grpc.so_reuseport", 0)]  # gRPC's default would let a second server share the port
         max_streams = config.max_streams or max(1, config.rpc_threads // 2)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.rpc_threads),
-                                  interceptors=[MetricsInterceptor(self.metrics),
-                                                *([_DetectOnlyReplica()] if config.model_dir else []),
+                                  interceptors=[MetricsInterceptor(self.metrics), *([refusal] if refusal else []),
                                                 self.auth, RequestGuard(max_streams)],
                                   options=options, maximum_concurrent_rpcs=config.rpc_threads * 8)
-        services = [pb.DESCRIPTOR.services_by_name["DetectionService"].full_name]
-        if config.model_dir:
-            models_root = Path(config.model_dir)
-            if not models_root.is_dir():
-                raise FileNotFoundError(f"--model-dir: {models_root} is not a directory")
-        else:
-            models_root = Path(config.data_dir) / "models"
-            self._add_full_service(services)
         self.repository = ModelRepository(models_root, config.ort_intra_threads, config.ort_inter_threads,
                                           config.max_image_pixels, config.default_model,
                                           extra_versions=config.extra_loaded_versions,
                                           decode_budget_pixels=config.decode_budget_mp * 1_000_000,
                                           concurrent_runs=config.detect_concurrency)
-        if self.runner is not None:
-            self._bind_full_service()
-        rpc.add_DetectionServiceServicer_to_server(DetectionServicer(self.repository), self.server)
         self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        for name in ("", *services):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
-        self.port = self._bind()
+        self.services: list[str] = []
+        self._on_start: list[Callable[[], None]] = []
+        self._on_stopping: list[Callable[[], None]] = []  # as the server stops accepting calls
+        self._on_stopped: list[Callable[[], None]] = []  # once its calls have ended or were cancelled
+        self.port = 0
+        self._add_service("DetectionService", rpc.add_DetectionServiceServicer_to_server,
+                          DetectionServicer(self.repository))
 
-    def _add_full_service(self, services: list[str]) -> None:
-        from server.jobs import JobRunner
-        from server.store import Store
-
-        self.store = Store(self.config.data_dir, self.config.min_free_mb)
-        self.runner = JobRunner(self.store, self.config.job_concurrency,
-                                register=lambda job, result: _register_model(self.store, job, result))
-        self.runner.on_state_change = lambda: self.metrics.set_job_counts(self.runner.counts())
-        services += [pb.DESCRIPTOR.services_by_name[s].full_name
-                     for s in ("DatasetService", "TrainingService", "ModelService")]
-
-    def _bind_full_service(self) -> None:
+    @classmethod
+    def full(cls, config: ServerConfig) -> ArtdetServer:
+        """Every service, over the data directory; training jobs run in worker processes."""
         from server.dataset_service import DatasetServicer
+        from server.jobs import JobRunner
+        from server.model_registry import register_model
         from server.model_service import ModelServicer
+        from server.store import Store
         from server.training_service import TrainingServicer
 
-        config = self.config
-        rpc.add_DatasetServiceServicer_to_server(
-            DatasetServicer(self.store, config.max_upload_mb << 20, config.max_image_pixels), self.server)
-        rpc.add_TrainingServiceServicer_to_server(TrainingServicer(self.store, self.runner, self.repository),
-                                                  self.server)
-        rpc.add_ModelServiceServicer_to_server(ModelServicer(self.store, self.repository, self.auth.roles_of),
-                                               self.server)
+        tokens = load_tokens(config.tokens_file)
+        store = Store(config.data_dir, config.min_free_mb)
+        server = cls(config, tokens, Path(config.data_dir) / "models", f"data in {Path(config.data_dir).resolve()}")
+        runner = JobRunner(store, config.job_concurrency, register=functools.partial(register_model, store))
+        runner.on_state_change = lambda: server.metrics.set_job_counts(runner.counts())
+        server._on_start += [runner.start, runner.on_state_change]
+        server._on_stopped.append(runner.stop)
+        server._add_service("DatasetService", rpc.add_DatasetServiceServicer_to_server,
+                            DatasetServicer(store, config.max_upload_mb << 20, config.max_image_pixels))
+        server._add_service("TrainingService", rpc.add_TrainingServiceServicer_to_server,
+                            TrainingServicer(store, runner, server.repository))
+        server._add_service("ModelService", rpc.add_ModelServiceServicer_to_server,
+                            ModelServicer(store, server.repository, server.auth.roles_of))
+        return server._listen()
+
+    @classmethod
+    def replica(cls, config: ServerConfig) -> ArtdetServer:
+        """Detect alone, from `config.model_dir`, picking up activations from its active.json files."""
+        tokens = load_tokens(config.tokens_file)
+        models_root = Path(config.model_dir)
+        if not models_root.is_dir():
+            raise FileNotFoundError(f"--model-dir: {models_root} is not a directory")
+        server = cls(config, tokens, models_root, f"Detect-only replica of {config.model_dir}",
+                     refusal=_DetectOnlyReplica())
+        stop_refresh = threading.Event()
+
+        def refresh_loop() -> None:
+            while not stop_refresh.wait(config.refresh_seconds):
+                server.repository.refresh()
+
+        server._on_start.append(threading.Thread(target=refresh_loop, name="model-refresh", daemon=True).start)
+        server._on_stopping.append(stop_refresh.set)
+        return server._listen()
+
+    def _add_service(self, name: str, add_to_server: Callable[[Any, grpc.Server], None], servicer: Any) -> None:
+        add_to_server(servicer, self.server)
+        self.services.append(pb.DESCRIPTOR.services_by_name[name].full_name)
+
+    def _listen(self) -> ArtdetServer:
+        """Health and reflection for every service added, and the port bound."""
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for name in ("", *self.services):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection((*self.services, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                            self.server)
+        self.port = self._bind()
+        return self
 
     def _bind(self) -> int:
         address = f"{self.config.host}:{self.config.port}"
@@ -175,37 +186,29 @@ class ArtdetServer:
         return port
 
     def start(self) -> None:
-        if self.runner is not None:
-            self.runner.start()
-            self.metrics.set_job_counts(self.runner.counts())
-        else:
-            threading.Thread(target=self._refresh_loop, name="model-refresh", daemon=True).start()
+        for start in self._on_start:
+            start()
         if self.config.metrics_port:
             self.metrics.serve(self.config.metrics_port, self.config.host)
         self.server.start()
-        mode = f"Detect-only replica of {self.config.model_dir}" if self.config.model_dir else \
-            f"data in {Path(self.config.data_dir).resolve()}"
-        log.info("artdet serving on %s:%d (%s)", self.config.host, self.port, mode)
-
-    def _refresh_loop(self) -> None:
-        while not self._stop_refresh.wait(self.config.refresh_seconds):
-            self.repository.refresh()
+        log.info("artdet serving on %s:%d (%s)", self.config.host, self.port, self.description)
 
     def stop(self, grace: float | None = None) -> bool:
         """Stop accepting calls, cancel what is still open after `grace`; True if everything ended in time."""
         grace = self.config.shutdown_grace_s if grace is None else grace
-        self._stop_refresh.set()
+        for stop in self._on_stopping:
+            stop()
         self.health.enter_graceful_shutdown()
         ended = self.server.stop(grace).wait(grace + 5.0)
-        if self.runner is not None:
-            self.runner.stop()
+        for stop in self._on_stopped:
+            stop()
         return ended
 
 
 def serve(config: ServerConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return_large_buffers_to_the_os()
-    server = ArtdetServer(config)
+    server = ArtdetServer.replica(config) if config.model_dir else ArtdetServer.full(config)
     server.start()
     stopped = threading.Event()
 

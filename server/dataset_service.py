@@ -1,25 +1,18 @@
-"""DatasetService: streamed uploads validated by the engine, stored as immutable versions."""
+"""DatasetService: streamed uploads (ingested by server/ingest.py), listing and deletion of dataset versions."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 import grpc
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.dataset import NameTree, check_coco_structure, check_file_name, load_coco, parse_json
-from detector.errors import ArtdetError, Cancelled, InvalidArgument, ResourceExhausted, show
-from detector.files import is_disk_full
-from detector.voc import voc_files_to_coco
+from detector.errors import ArtdetError, Cancelled, InvalidArgument
 from server.errors import rpc_errors
+from server.ingest import ingest_dataset
 from server.names import check_name
 from server.store import DatasetRow, Store
-
-COPY_BUFFER = 1 << 20
 
 
 def dataset_message(row: DatasetRow, reused: bool = False) -> pb.Dataset:
@@ -33,64 +26,20 @@ def dataset_message(row: DatasetRow, reused: bool = False) -> pb.Dataset:
             max_height=stats["max_height"], bytes=stats.get("bytes", 0)))
 
 
-class _ImageWriter:
-    """Writes chunked image files to disk as they arrive, checking each file's sha256.
+def _header(requests: Iterator[pb.UploadDatasetRequest]) -> pb.DatasetHeader:
+    first = next(requests, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise InvalidArgument("header: the first message of an upload must be a DatasetHeader")
+    return first.header
 
-    Every name is checked before it touches the disk: relative, of sane length, and able to coexist with
-    the names before it (no file that is also a folder), so the file system never refuses one.
-    """
 
-    def __init__(self, root: Path, max_bytes: int):
-        self.root = root
-        self.max_bytes = max_bytes
-        self.total = 0
-        self.digests: dict[str, str] = {}
-        self.names = NameTree()
-        self._name: str | None = None
-        self._handle = None
-        self._hash = None
-
-    def write(self, chunk: pb.ImageChunk) -> None:
-        name = check_file_name(chunk.file_name, "chunk.file_name")
-        if name != self._name:
-            if self._name is not None:
-                raise InvalidArgument(f"chunk.file_name: {show(self._name)} ended without its sha256 "
-                                      f"before {show(name)} began")
-            if name in self.digests:
-                raise InvalidArgument(f"chunk.file_name: {show(name)} was sent twice")
-            if PurePosixPath(name).suffix == "":
-                raise InvalidArgument(f"chunk.file_name: {show(name)} is not an image file name")
-            clash = self.names.add(name)
-            if clash is not None:
-                raise InvalidArgument(f"chunk.file_name: {clash}")
-            path = self.root / name
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle = path.open("wb")
-            except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:  # a clash the checks missed
-                raise InvalidArgument(f"chunk.file_name: {show(name)} cannot be stored ({exc.strerror})") from None
-            self._name, self._handle, self._hash = name, handle, hashlib.sha256()
-        self.total += len(chunk.data)
-        if self.total > self.max_bytes:
-            raise ResourceExhausted(f"upload exceeds the server's limit of {self.max_bytes} bytes")
-        self._handle.write(chunk.data)
-        self._hash.update(chunk.data)
-        if chunk.sha256:
-            digest = self._hash.hexdigest()
-            self._handle.close()
-            if chunk.sha256.lower() != digest:
-                raise InvalidArgument(f"chunk.sha256: {show(name)} arrived with sha256 {digest}, "
-                                      f"the client sent {show(chunk.sha256)}")
-            self.digests[name] = digest
-            self._name = self._handle = self._hash = None
-
-    def finish(self) -> None:
-        if self._name is not None:
-            raise InvalidArgument(f"chunk.sha256: the upload ended in the middle of {show(self._name)}")
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+def _chunks(requests: Iterator[pb.UploadDatasetRequest]) -> Iterator[pb.ImageChunk]:
+    for index, message in enumerate(requests, start=1):
+        part = message.WhichOneof("part")
+        if part != "chunk":
+            raise InvalidArgument(f"message {index}: after the header every message must carry a chunk, "
+                                  f"got {part or 'an empty message'}")
+        yield message.chunk
 
 
 class DatasetServicer(rpc.DatasetServiceServicer):
@@ -102,68 +51,16 @@ class DatasetServicer(rpc.DatasetServiceServicer):
     @rpc_errors
     def UploadDataset(self, request_iterator, context):
         try:
-            return self._upload(request_iterator, context)
+            row, reused = ingest_dataset(self.store, _header(request_iterator), _chunks(request_iterator),
+                                         max_bytes=self.max_upload_bytes, max_image_pixels=self.max_image_pixels,
+                                         is_active=context.is_active)
         except (ArtdetError, grpc.RpcError):
             # the client went away: whatever that cut short (a half-read stream, a file ended early) is
             # a cancellation, not the client's mistake nor a crash
             if not context.is_active():
                 raise Cancelled("upload cancelled by the client") from None
             raise
-        except OSError as exc:
-            if is_disk_full(exc):  # the disk filled while image chunks were written
-                raise self.store.disk_full() from None
-            raise
-
-    def _upload(self, request_iterator, context) -> pb.Dataset:
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise InvalidArgument("header: the first message of an upload must be a DatasetHeader")
-        header = first.header
-        name = check_name(header.name, "header.name")
-        if header.format not in (pb.DATASET_FORMAT_COCO, pb.DATASET_FORMAT_VOC):
-            raise InvalidArgument("header.format: COCO or VOC is required")
-        if not header.annotation_files:
-            raise InvalidArgument("header.annotation_files: at least one annotation file is required")
-        # what needs no image file is checked before any image byte is read
-        coco, annotations, source = self._annotations(header)
-        check_coco_structure(coco, source)
-        staged = self.store.staging_dir("upload-")
-        writer = _ImageWriter(staged / "images", self.max_upload_bytes)
-        try:
-            for index, message in enumerate(request_iterator, start=1):
-                part = message.WhichOneof("part")
-                if part != "chunk":
-                    raise InvalidArgument(f"message {index}: after the header every message must carry a chunk, "
-                                          f"got {part or 'an empty message'}")
-                writer.write(message.chunk)
-            writer.finish()
-            if not context.is_active():
-                raise Cancelled("upload cancelled by the client")
-            dataset = load_coco(coco, staged / "images", max_pixels=self.max_image_pixels)
-            (staged / "annotations.json").write_bytes(annotations)
-            content = hashlib.sha256(annotations)
-            for file_name in sorted(writer.digests):
-                content.update(f"\n{file_name}\t{writer.digests[file_name]}".encode())
-            statistics = {**dataset.statistics(), "bytes": writer.total}
-            row, reused = self.store.add_dataset(name, content.hexdigest(), statistics, staged)
-            return dataset_message(row, reused)
-        finally:
-            writer.close()
-            shutil.rmtree(staged, ignore_errors=True)  # already renamed away when the upload succeeded
-
-    @staticmethod
-    def _annotations(header: pb.DatasetHeader) -> tuple[object, bytes, str]:
-        """The annotations as parsed COCO (not yet validated), the bytes stored with the dataset, and
-        the header field they came from, for messages."""
-        if header.format == pb.DATASET_FORMAT_COCO:
-            if len(header.annotation_files) != 1:
-                raise InvalidArgument("header.annotation_files: a COCO upload carries exactly one JSON file")
-            source = header.annotation_files[0]
-            field = f"header.annotation_files[0] ({show(source.file_name)})"
-            return parse_json(source.content, field), source.content, field
-        files = [(item.file_name, item.content) for item in header.annotation_files]
-        coco = voc_files_to_coco(files, "header.annotation_files")
-        return coco, json.dumps(coco, sort_keys=True).encode(), "header.annotation_files"
+        return dataset_message(row, reused)
 
     @rpc_errors
     def ListDatasets(self, request, context):

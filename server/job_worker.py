@@ -17,11 +17,11 @@ import json
 import os
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 
 from detector.errors import ArtdetError, DiskFull
+from detector.events import append_event
 from detector.files import is_disk_full, save_json
 
 SERVER_PID_ENV = "ARTDET_SERVER_PID"
@@ -41,11 +41,6 @@ def die_with_parent(server_pid: int | None) -> bool:
     return server_pid is None or os.getppid() == server_pid
 
 
-def _event(run_dir: Path, kind: str, **payload) -> None:
-    with (run_dir / "events.jsonl").open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"type": kind, "time": time.time(), **payload}) + "\n")
-
-
 def _fault_hooks() -> list:
     """Crash-test hook (server/faults.py): the first checkpoint of stage 2 takes worker and server down."""
     from server.faults import FAULT_ENV, fault_point
@@ -55,8 +50,10 @@ def _fault_hooks() -> list:
     from detector.trainer import Hook
 
     class CheckpointFault(Hook):
-        def on_event(self, trainer, event) -> None:
-            if event["type"] == "checkpoint_saved" and trainer.state.stage_index >= 1:
+        order = Hook.SAVE + 2  # right after last.pt is written
+
+        def after_epoch(self, trainer) -> None:
+            if trainer.state.stage_index >= 1:
                 fault_point("checkpoint-saved", with_parent=True)
 
     return [CheckpointFault()]
@@ -74,9 +71,9 @@ def run(run_dir: Path) -> dict:
         summary = train(None, run_dir, resume=True, progress=False, extra_hooks=hooks)
     else:
         summary = train(config, run_dir, progress=False, extra_hooks=hooks)
-    _event(run_dir, "exporting")
+    append_event(run_dir, "exporting")
     exported = export_onnx(run_dir, run_dir / "model.onnx", load_datasets(config)[1])
-    _event(run_dir, "exported", parity=exported["parity"])
+    append_event(run_dir, "exported", parity=exported["parity"])
     return {"summary": summary, "export": exported}
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from detector.errors import ArtdetError, FailedPrecondition, redact_paths
+from detector.events import append_event
 from detector.files import is_disk_full
 from server.faults import fault_point
 from server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
@@ -31,12 +32,6 @@ from server.store import JOB_STATES, DatasetRow, JobRow, Store
 
 log = logging.getLogger("artdet.jobs")
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def append_event(run_dir: Path, kind: str, **payload: Any) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / "events.jsonl").open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"type": kind, "time": time.time(), **payload}) + "\n")
 
 
 def exported_result(run_dir: Path) -> dict[str, Any] | None:

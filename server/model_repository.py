@@ -90,7 +90,8 @@ class ModelRepository:
         with self._lock:
             return list(self._loaded)
 
-    def _load(self, name: str, version: int) -> LoadedModel:
+    def _load(self, name: str, version: int, evict: bool = True) -> LoadedModel:
+        """The loaded version; `evict=False` for one about to be pinned, which eviction must not drop first."""
         key = (name, version)
         with self._lock:
             loaded = self._loaded.get(key)
@@ -113,7 +114,8 @@ class ModelRepository:
         loaded = LoadedModel(name, version, detector, descriptions)
         with self._lock:
             loaded = self._loaded.setdefault(key, loaded)
-            self._evict()
+            if evict:
+                self._evict()
         return loaded
 
     def _evict(self) -> None:
@@ -124,7 +126,7 @@ class ModelRepository:
             del self._loaded[key]  # in-flight calls keep their reference; the session goes with the last one
 
     def _switch(self, name: str, version: int, history: list[int]) -> LoadedModel:
-        loaded = self._load(name, version)
+        loaded = self._load(name, version, evict=False)
         earlier = [v for v in history if v != version]
         with self._lock:
             self._active[name] = version  # readers see the old or the new version

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from detector.errors import DataCorrupted, DiskFull, FailedPrecondition, InvalidArgument, NotFound
+from detector.errors import DataCorrupted, DiskFull, FailedPrecondition, NotFound
 from detector.files import durable_rename, free_mb, fsync_dir, is_disk_full, publish_permissions, save_json
 from server.faults import fault_point
 from server.names import NAME_PATTERN

@@ -11,8 +11,10 @@ from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA, FieldSpec, TrainConfig
 from detector.errors import InvalidArgument
+from detector.events import read_events
 from server.errors import rpc_errors
 from server.jobs import TERMINAL, JobRunner
+from server.model_registry import resolve_base_model
 from server.model_repository import ModelRepository
 from server.names import check_name
 from server.store import JobRow, Store
@@ -85,41 +87,34 @@ def job_message(job: JobRow) -> pb.Job:
         restarts=job.restarts, summary_json=metrics.read_text() if job.state in TERMINAL and metrics.is_file() else "")
 
 
+# JobEvent's typed fields, filled from the event's field of the same name (or its metrics' field)
+_TYPED_EVENT_FIELDS = tuple(f.name for f in pb.JobEvent.DESCRIPTOR.fields
+                            if f.name not in ("job_id", "type", "time", "state", "payload_json"))
+
+
 def event_message(job_id: str, event: dict[str, Any], state: str) -> pb.JobEvent:
-    message = pb.JobEvent(job_id=job_id, type=event["type"], time=event.get("time", 0.0), state=STATES[state],
+    message = pb.JobEvent(job_id=job_id, type=event["type"], time=event["time"], state=STATES[state],
                           payload_json=json.dumps(event))
-    if event["type"] == "step":
-        message.stage, message.epoch, message.step = event["stage"], event["epoch"], event["step"]
-        message.steps_per_epoch, message.iteration = event["steps_per_epoch"], event["iteration"]
-        message.losses.update(event["losses"])
-        message.lr, message.eta_seconds = event["lr"], event["eta_seconds"]
-    elif event["type"] == "evaluated":
-        message.stage, message.epoch = event["metrics"]["stage"], event["metrics"]["epoch"]
-        message.map, message.ap50 = event["metrics"]["map"], event["metrics"]["ap50"]
-    elif event["type"] == "stage_started":
-        message.stage = event["stage"]
+    values = {**(event.get("metrics") or {}), **event}
+    for name in _TYPED_EVENT_FIELDS:
+        value = values.get(name)
+        if isinstance(value, dict):
+            getattr(message, name).update(value)
+        elif value is not None:
+            setattr(message, name, value)
     return message
 
 
 def follow_events(path: Path, finished, is_active, poll: float = 0.2) -> Iterator[dict[str, Any]]:
     """Every event in the file, then new ones as they are appended, until `finished()` and all is read."""
     offset = 0
-    pending = b""
     while True:
         done = finished()
-        if path.is_file():
-            with path.open("rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-            offset += len(data)
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    event = json.loads(line)
-                    yield event
-                    if event["type"] == "finished":
-                        return
+        events, offset = read_events(path, offset)
+        for event in events:
+            yield event
+            if event["type"] == "finished":
+                return
         if done or not is_active():
             return
         time.sleep(poll)
@@ -138,17 +133,10 @@ class TrainingServicer(rpc.TrainingServiceServicer):
                                         dataset.path / "images")
         base = ""
         if request.WhichOneof("start_from") == "base_model":
-            ref = request.base_model
-            version = ref.version or self.repository.active_version(ref.name)
-            model = self.store.get_model(check_name(ref.name, "base_model.name"), version)
-            checkpoint = self.store.run_dir(model.job_id) / "checkpoints" / "best.pt"
-            if not checkpoint.is_file():
-                raise InvalidArgument(f"base_model: model {ref.name} v{version} has no training checkpoint "
-                                      f"left on the server to retrain from")
-            if request.parameters.HasField("arch") and request.parameters.arch != model.card["arch"]:
-                raise InvalidArgument(f"parameters.arch: base_model {ref.name} v{version} is a "
-                                      f"{model.card['arch']}, not {request.parameters.arch}")
-            config.arch, config.weights, base = model.card["arch"], str(checkpoint), f"{ref.name}/{version}"
+            arch = request.parameters.arch if request.parameters.HasField("arch") else None
+            model = resolve_base_model(self.store, self.repository, request.base_model.name,
+                                       request.base_model.version, arch)
+            config.arch, config.weights, base = model.arch, str(model.checkpoint), model.label
         elif request.WhichOneof("start_from") == "weights":
             if request.weights not in NAMED_WEIGHTS:
                 raise InvalidArgument(f"weights: one of {list(NAMED_WEIGHTS)} (use base_model to retrain a "

@@ -38,7 +38,7 @@ def torch_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory) -> dict[str, Path]:
     """Small synthetic train / val sets: two classes, one shape per image."""
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
 
     root = tmp_path_factory.mktemp("shapes")
     return {
@@ -61,7 +61,7 @@ def artdet(*args: str, env: dict | None = None, check: bool = True, timeout: int
 def overfit_run(tmp_path_factory, torch_home) -> Path:
     """A model trained until it knows a tiny synthetic set (shared by the training, export and detect tests)."""
     from detector.config import TrainConfig
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
     from detector.training import train
 
     root = tmp_path_factory.mktemp("overfit")
@@ -140,7 +140,7 @@ class ServerProcess:
 
 
 def write_shapes_for_server(root: Path, images: int = 8, seed: int = 11) -> Path:
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
 
     return write_shapes_dataset(root, images=images, seed=seed, name="annotations.json")
 

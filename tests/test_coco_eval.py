@@ -6,7 +6,7 @@ import numpy as np
 
 from detector.coco_eval import ImageDetections, evaluate_detections
 from detector.dataset import load_coco
-from detector.synthetic import write_shapes_dataset
+from tools.experiments.synthetic import write_shapes_dataset
 
 
 def _ground_truth_as_detections(dataset) -> list[ImageDetections]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -161,15 +160,18 @@ def test_seeded_split_puts_every_class_on_both_sides(tmp_path):
 
 
 def test_statistics(tmp_path):
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
 
     path = write_shapes_dataset(tmp_path, images=6, seed=0)
     stats = load_coco(path).statistics()
     assert stats["images"] == 6 and stats["boxes"] == 6
     assert sum(stats["boxes_per_class"].values()) == 6
     coco = json.loads(path.read_text())
-    assert stats["max_width"] == max(im["width"] for im in coco["images"])
-    assert np.isfinite(stats["min_height"])
+    widths, heights = [im["width"] for im in coco["images"]], [im["height"] for im in coco["images"]]
+    assert min(heights) < max(heights) and min(widths) < max(widths)  # landscape and portrait images
+    assert (stats["min_width"], stats["max_width"]) == (min(widths), max(widths))
+    assert (stats["min_height"], stats["max_height"]) == (min(heights), max(heights))
+    assert stats["negative_images"] == 0
 
 
 def test_fields_of_the_wrong_type_are_problems_with_ids(tmp_path):

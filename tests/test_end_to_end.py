@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from tests.conftest import PEOPLE_ART, TINY_ARCH, artdet, needs_people_art
@@ -35,8 +36,18 @@ def test_people_art_two_stage_train_export_detect(tmp_path, torch_home):
     payload = json.loads(result.stdout)
     width, height = Image.open(painting).size
     assert (payload["width"], payload["height"]) == (width, height)
-    assert all(d["label"] == "person" for d in payload["detections"])
+    detections = payload["detections"]
+    assert detections, "nothing found on a painting at threshold 0 (the export keeps scores >= 0.05)"
+    for detection in detections:  # labelled boxes in the painting's own pixels, scores as the export keeps them
+        x1, y1, x2, y2 = detection["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, detection
+        assert detection["label"] == "person" and 0.05 <= detection["score"] <= 1.0, detection
+    assert [d["score"] for d in detections] == sorted((d["score"] for d in detections), reverse=True)
     assert Image.open(tmp_path / "drawn.png").size == (width, height)
 
     evaluated = json.loads(artdet("eval", model, "--ann", PEOPLE_ART / "val.json", "--quiet").stdout)
-    assert evaluated["images"] == 36 and 0.0 <= evaluated["map"] <= 1.0
+    assert evaluated["images"] == 36 and set(evaluated["per_class_ap"]) == {"person"}
+    # the ONNX model scores on val.json as the run scored its best epoch there, and finds some persons
+    # (so its labels map back to People-Art's category id); this tiny run's mAP is small in absolute terms
+    assert evaluated["map"] == pytest.approx(metrics["final"]["map"], abs=0.002)
+    assert evaluated["ap50"] > 0

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from artdet.v1 import artdet_pb2 as pb
 from server.app import ArtdetServer, ServerConfig
 from server.auth import parse_tokens
-from server.dataset_service import _ImageWriter
+from server.ingest import _ImageWriter
 from detector.errors import InvalidArgument, ResourceExhausted
 
 
@@ -48,8 +48,8 @@ def test_tls(tmp_path):
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
                    check=True, capture_output=True)
     (tmp_path / "models").mkdir()
-    server = ArtdetServer(ServerConfig(model_dir=str(tmp_path / "models"), host="localhost", port=0,
-                                       tls_cert=str(cert), tls_key=str(key)))
+    server = ArtdetServer.replica(ServerConfig(model_dir=str(tmp_path / "models"), host="localhost", port=0,
+                                               tls_cert=str(cert), tls_key=str(key)))
     server.start()
     try:
         secure = grpc.secure_channel(f"localhost:{server.port}", grpc.ssl_channel_credentials(cert.read_bytes()))

@@ -399,3 +399,99 @@ def test_deleting_frees_space_even_below_the_floor(tmp_path, monkeypatch):
     assert store.delete_dataset("shapes") == 1
     store.delete_model("m", 1)
     assert not dataset.path.exists() and not model.path.exists() and store.list_models() == []
+
+
+# versions, listing, lookups and deletion, as a caller sees them ----------------------------------------
+
+def test_dataset_versions_count_per_name_and_identical_content_is_reused(tmp_path):
+    store = Store(tmp_path / "data", min_free_mb=0)
+    first, reused = store.add_dataset("shapes", "a" * 64, STATS, _staged_dataset(store))
+    assert (first.version, reused) == (1, False)
+    assert _add_dataset(store, "shapes", "b" * 64).version == 2
+    assert _add_dataset(store, "paintings", "a" * 64).version == 1  # another name counts from 1
+    again, reused = store.add_dataset("shapes", "a" * 64, STATS, _staged_dataset(store))
+    assert (again.version, reused) == (1, True)
+    assert list((store.root / "tmp").iterdir()) == []  # the duplicate upload's staging folder is gone
+    assert (first.path / "annotations.json").is_file() and first.path == store.dataset_dir("shapes", 1)
+    assert store.get_dataset("shapes").version == 2  # no version: the latest
+    assert store.get_dataset("shapes", 1).sha256 == "a" * 64
+    assert store.get_dataset("shapes", 1).statistics == STATS
+    assert [(d.name, d.version) for d in store.list_datasets()] == [("paintings", 1), ("shapes", 1), ("shapes", 2)]
+    assert [d.version for d in store.list_datasets("shapes")] == [1, 2]
+    from detector.errors import NotFound
+
+    with pytest.raises(NotFound, match="'shapes' version 3"):
+        store.get_dataset("shapes", 3)
+    with pytest.raises(NotFound, match="'nosuch'"):
+        store.get_dataset("nosuch")
+
+
+def test_deleting_datasets_one_version_or_all_and_never_under_an_active_job(tmp_path):
+    from detector.errors import FailedPrecondition, NotFound
+
+    store = Store(tmp_path / "data", min_free_mb=0)
+    v1, v2 = _add_dataset(store, "shapes", "a" * 64), _add_dataset(store, "shapes", "b" * 64)
+    v3 = _add_dataset(store, "shapes", "c" * 64)
+    store.create_job("j1", v2, "m", {}, "")
+    with pytest.raises(FailedPrecondition, match="version 2 is used by job j1"):
+        store.delete_dataset("shapes", 2)
+    with pytest.raises(FailedPrecondition, match="j1"):
+        store.delete_dataset("shapes")  # all versions: one of them is in use
+    assert store.delete_dataset("shapes", 1) == 1  # a version no job uses
+    assert not v1.path.exists() and [d.version for d in store.list_datasets("shapes")] == [2, 3]
+    store.update_job("j1", state="running")
+    with pytest.raises(FailedPrecondition):
+        store.delete_dataset("shapes", 2)
+    store.update_job("j1", state="succeeded")  # a finished job no longer holds its dataset
+    assert store.delete_dataset("shapes") == 2
+    assert store.list_datasets() == [] and not v2.path.exists() and not v3.path.exists()
+    with pytest.raises(NotFound):
+        store.delete_dataset("shapes")
+    assert store.get_job("j1").dataset_version == 2  # the job's record stays
+
+
+def test_jobs_keep_their_submission_order_and_filter_by_state(tmp_path):
+    from detector.errors import NotFound
+
+    store = Store(tmp_path / "data", min_free_mb=0)
+    dataset = _add_dataset(store)
+    for job_id in ("zz", "aa", "mm"):  # ids sort differently from the submission order
+        created = store.create_job(job_id, dataset, "model", {"id": job_id}, "base/1" if job_id == "aa" else "")
+        assert (created.state, created.model_version, created.restarts) == ("queued", 0, 0)
+    assert [j.id for j in store.list_jobs()] == ["zz", "aa", "mm"]
+    updated = store.update_job("aa", state="running", started_at=5.0)
+    assert (updated.state, updated.started_at) == ("running", 5.0)
+    assert [j.id for j in store.list_jobs("queued")] == ["zz", "mm"]
+    assert [j.id for j in store.list_jobs("running")] == ["aa"]
+    job = store.get_job("aa")
+    assert (job.config, job.base_model, job.dataset_name, job.dataset_version) == ({"id": "aa"}, "base/1", "shapes", 1)
+    assert json.loads((job.run_dir / "job.json").read_text())["config"] == {"id": "aa"}
+    with pytest.raises(NotFound, match="'nope'"):
+        store.get_job("nope")
+
+
+def test_model_versions_per_name_their_cards_and_deletion(tmp_path):
+    import hashlib
+
+    from detector.errors import NotFound
+
+    store = Store(tmp_path / "data", min_free_mb=0)
+    one = store.add_model("shapes", "job1", _onnx(tmp_path, b"first"), {"arch": "x", "class_names": ["a"]})
+    two = store.add_model("shapes", "job2", _onnx(tmp_path, b"second!"), {"arch": "x", "class_names": ["a"]})
+    other = store.add_model("people", "job3", _onnx(tmp_path, b"third"), {"arch": "y"})
+    assert (one.version, two.version, other.version) == (1, 2, 1)
+    assert store.add_model("shapes", "job1", _onnx(tmp_path, b"first"), {}).version == 1  # the same job: no new one
+    assert (two.sha256, two.size_bytes) == (hashlib.sha256(b"second!").hexdigest(), 7)
+    assert two.onnx_path.read_bytes() == b"second!" and two.onnx_path == store.model_dir("shapes", 2) / "model.onnx"
+    assert {k: two.card[k] for k in ("name", "version", "job_id", "arch")} == {"name": "shapes", "version": 2,
+                                                                               "job_id": "job2", "arch": "x"}
+    assert [(m.name, m.version) for m in store.list_models()] == [("people", 1), ("shapes", 1), ("shapes", 2)]
+    assert [m.version for m in store.list_models("shapes")] == [1, 2]
+    described = store.update_model_card("shapes", 2, class_info={"a": "the letter a"})
+    assert described.card["class_info"] == {"a": "the letter a"} and described.card["arch"] == "x"
+    assert store.get_model("shapes", 2).card["class_info"] == {"a": "the letter a"}
+    store.delete_model("shapes", 1)
+    assert [m.version for m in store.list_models("shapes")] == [2] and not one.path.exists()
+    with pytest.raises(NotFound, match="'shapes' version 1"):
+        store.get_model("shapes", 1)
+    assert store.add_model("shapes", "job4", _onnx(tmp_path, b"fourth"), {}).version == 3

@@ -12,7 +12,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from detector.architectures import get_architecture
 from detector.config import TrainConfig
 from detector.dataset import load_coco
-from detector.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
+from tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
 from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
 from detector.strategy import decide_auto, manual_plan
 from detector.torch_data import TorchDetectionDataset
@@ -96,9 +96,20 @@ def test_auto_run_records_its_decision(tmp_path, torch_home, shapes):
                          max_iters_per_epoch=1, auto_size_threshold=500)
     summary = train(config, tmp_path / "run", progress=False)
     decision = json.loads((tmp_path / "run" / "metrics.json").read_text())["strategy"]
-    assert decision["requested"] == "auto" and decision["strategy"] in ("head-only", "full")
     assert decision["measurements"]["train_images"] == 8 and decision["measurements"]["large"] is False
     assert "BatchNorm" in decision["measurements"]["similarity_source"]  # no warm-started classes here
-    assert 0.0 <= decision["measurements"]["similarity"] <= 1.0
+    # the similarity recorded is the BN-shift measure of the starting model on the training images
+    from detector.models import build_model
+
+    model, _ = build_model(TINY_ARCH, ["circle", "square"], "coco", min_size=128, max_size=128)
+    measured = batchnorm_shift_similarity(model, TorchDetectionDataset(load_coco(shapes["train"]), max_side=128),
+                                          torch.device("cpu"))
+    assert decision["measurements"]["similarity"] == pytest.approx(measured, rel=1e-4)
+    # and the choice follows from it: small + similar -> head only, small + different -> the whole network
+    similar = measured >= config.auto_similarity_threshold
+    assert decision["measurements"]["similar"] is similar
+    assert decision["requested"] == "auto" and decision["strategy"] == ("head-only" if similar else "full")
+    assert [s["backbone_layers"] for s in decision["stages"]] == ([0] if similar else [ARCH.num_backbone_stages])
+    assert [e["stage"] for e in summary["epochs"]] == [decision["stages"][0]["name"]] * 2  # one stage, 1 + 1 epochs
     assert any("small" in r for r in decision["reasons"])
     assert summary["baseline"]["images"] == 4 and np.isfinite(summary["final"]["map"])

@@ -27,10 +27,11 @@ class StageSnapshots(Hook):
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.model = None
 
-    def on_event(self, trainer, event):
-        if event["type"] in ("stage_started", "run_finished"):
-            self.model = trainer.model
-            self.snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+    def before_stage(self, trainer):
+        self.model = trainer.model
+        self.snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+    after_train = before_stage
 
 
 def _tiny_config(shapes, **overrides) -> TrainConfig:
@@ -49,7 +50,11 @@ def test_stage1_freezes_backbone_and_batchnorm_stage2_trains_unfrozen(tmp_path, 
     model = snapshots.model
     backbone_keys = [k for k in start if k.startswith("backbone.")]
     batchnorm_keys = [k for k in start if k.endswith(("running_mean", "running_var"))]
-    assert batchnorm_keys and all(k.startswith("backbone.") for k in backbone_keys)
+    # the checks below cover real tensors: the backbone (body and FPN) with every BN statistic in it
+    assert backbone_keys and batchnorm_keys and set(batchnorm_keys) <= set(backbone_keys)
+    assert any(".fpn." in k for k in backbone_keys) and any(".body." in k for k in backbone_keys)
+    # a pretrained start has FrozenBatchNorm2d (no num_batches_tracked buffer), not BatchNorm2d
+    assert not [k for k in start if k.endswith("num_batches_tracked")]
     # stage 1: every backbone tensor (parameters and BN statistics) unchanged, the new head trained
     assert all(torch.equal(start[k], after_stage1[k]) for k in backbone_keys)
     assert not torch.equal(start["roi_heads.box_predictor.cls_score.weight"],

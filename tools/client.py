@@ -15,11 +15,11 @@ from tqdm import tqdm
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
+from detector.events import ProgressDisplay
 from detector.images import resolve_inside
 
 TOKEN_ENV = "ARTDET_TOKEN"
 CHUNK_BYTES = 1 << 20
-TERMINAL_STATES = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 
 
 @dataclass
@@ -130,35 +130,12 @@ def push_dataset(connection: Connection, name: str, annotations: Path, images: P
 # -- jobs -----------------------------------------------------------------------------------------
 
 def watch_job(connection: Connection, job_id: str, progress: bool = True, out=sys.stderr) -> pb.Job:
-    """Follow a job's events with a progress bar (loss, lr, ETA) and per-epoch mAP; returns the final job."""
-    bar = None
-    for event in connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata):
-        if event.type == "step":
-            if not progress:
-                continue
-            if bar is None:
-                bar = tqdm(total=event.steps_per_epoch, desc=f"{event.stage} epoch {event.epoch}", leave=False,
-                           file=out)
-            bar.n = event.step
-            bar.set_postfix(loss=f"{event.losses.get('loss', 0):.3f}", lr=f"{event.lr:.1e}",
-                            eta=f"{event.eta_seconds:.0f}s")
-            continue
-        if bar is not None:
-            bar.close()
-            bar = None
-        if event.type == "evaluated":
-            tqdm.write(f"[{event.stage} epoch {event.epoch}] val mAP {event.map:.4f} AP50 {event.ap50:.4f}", file=out)
-        elif event.type in ("queued", "started", "restarted", "stage_started", "exporting", "registered",
-                            "failed", "cancelled", "early_stopped", "baseline", "strategy"):
-            payload = json.loads(event.payload_json)
-            payload.pop("time", None)
-            payload.pop("type", None)
-            detail = {k: v for k, v in payload.items() if k not in ("decision", "metrics")}
-            if event.type == "baseline":
-                detail = {"map": payload["metrics"]["map"], "ap50": payload["metrics"]["ap50"]}
-            if event.type == "strategy":
-                detail = {"strategy": payload["decision"]["strategy"], "why": payload["decision"]["reasons"][-1]}
-            tqdm.write(f"{event.type}: {json.dumps(detail)}", file=out)
-    if bar is not None:
-        bar.close()
+    """Follow a job's events as `artdet train` shows them (progress bars unless `progress` is False, one line
+    per other event); returns the job once it ended."""
+    display = ProgressDisplay(out, bars=progress)
+    try:
+        for message in connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata):
+            display.show(json.loads(message.payload_json))
+    finally:
+        display.close()
     return connection.training().GetJob(pb.GetJobRequest(id=job_id), metadata=connection.metadata)

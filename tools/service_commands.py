@@ -202,6 +202,7 @@ def cmd_models_download(args: argparse.Namespace) -> int:
 
     from artdet.v1 import artdet_pb2 as pb
     from detector.files import atomic_write_bytes
+    from detector.model_card import ModelCard
 
     connection = _connect(args)
     chunks = connection.models().DownloadModel(pb.ModelRef(name=args.name, version=args.version),
@@ -214,6 +215,9 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     if digest.hexdigest() != expected:
         raise ValueError(f"download of {args.name} arrived damaged (sha256 mismatch)")
     atomic_write_bytes(Path(args.out), lambda handle: [handle.write(p) for p in parts])
+    card = ModelCard.from_onnx(args.out)
+    print(f"{args.name}: {card.arch}, classes {', '.join(card.class_names)}; input any size (resized to "
+          f"{card.min_size}-{card.max_size} px); scores >= {card.score_threshold}", file=sys.stderr)
     print(args.out)
     return 0
 
@@ -240,7 +244,7 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
     from artdet.v1 import artdet_pb2 as pb
     from detector.draw import save_drawing
     from detector.images import decode_image
-    from detector.inference import Detection, DetectionResult
+    from detector.results import Detection, DetectionResult
 
     path = Path(args.image)
     if not path.is_file():

@@ -11,7 +11,16 @@ fi
 # torch first, spelled exactly so pip takes the pinned wheels (CUDA build on x86_64; runs on CPU too)
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[train,serve,test]"
-# the second-language client the tests use to prove the API is usable beyond Python
-if command -v npm >/dev/null 2>&1; then
-  npm ci --prefix tests/node_client --no-audit --no-fund --loglevel=error
+# the second-language client the tests use to prove the API is usable beyond Python (the test fails without it)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Node.js and npm (apt-get) for the Node client test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "setup: Node.js and npm are required by the Node client test (tests/node_client); install them" >&2
+    echo "       (Debian/Ubuntu: sudo apt-get install -y nodejs npm) and run tools/setup.sh again" >&2
+    exit 1
+  fi
 fi
+npm ci --prefix tests/node_client --no-audit --no-fund --loglevel=error

@@ -1,4 +1,4 @@
-"""Start `artdet serve` for a benchmark and read its memory from /proc."""
+"""Start `artdet serve` for a benchmark and read its memory."""
 
 from __future__ import annotations
 
@@ -9,16 +9,22 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def proc_status_mb(pid: int, field: str) -> float:
+def rss_mb(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak RSS (VmHWM): Linux keeps it only in /proc/PID/status, and psutil does not read it."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    raise KeyError(field)
+    raise KeyError("VmHWM")
 
 
 class BenchServer:
@@ -31,23 +37,25 @@ class BenchServer:
         started = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "--port", str(port), *args],
                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address))
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"bench server exited with {self.process.returncode}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
+        with grpc.insecure_channel(self.address) as channel:
+            connected = grpc.channel_ready_future(channel)
+            while True:
+                try:
+                    connected.result(timeout=1)
                     break
-            except grpc.RpcError:
-                time.sleep(0.01)
+                except grpc.FutureTimeoutError:
+                    if self.process.poll() is not None:
+                        raise RuntimeError(f"bench server exited with {self.process.returncode}") from None
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        if status != health_pb2.HealthCheckResponse.SERVING:
+            raise RuntimeError(f"bench server is up but {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
         self.ready_s = time.perf_counter() - started
 
     def rss_mb(self) -> float:
-        return proc_status_mb(self.process.pid, "VmRSS")
+        return rss_mb(self.process.pid)
 
     def peak_rss_mb(self) -> float:
-        return proc_status_mb(self.process.pid, "VmHWM")
+        return peak_rss_mb(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()

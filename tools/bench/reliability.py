@@ -29,6 +29,7 @@ import grpc
 
 from artdet.v1 import artdet_pb2 as pb
 from tools.bench import fuzz
+from tools.bench.processes import rss_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
@@ -104,9 +105,7 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def rss_mb(self) -> float:
-        import psutil
-
-        return psutil.Process(self.pid).memory_info().rss / 2**20
+        return rss_mb(self.pid)
 
     def metadata(self, role: str | None = "admin") -> tuple:
         return (("authorization", f"Bearer {TOKENS[role]}"),) if role else ()
@@ -180,7 +179,7 @@ def wait_job(server: Server, job_id: str, timeout: float = 600) -> pb.Job:
 
 def prepare(server: Server, work: Path, log: Callable[[str], None]) -> dict:
     """A dataset, one trained + active model v1; returns what the fuzz needs to aim at."""
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
 
     annotations = write_shapes_dataset(work / "shapes", images=8, seed=11, name="annotations.json")
     started = time.time()
@@ -652,7 +651,7 @@ def run_fault(point: str, base: Path, work: Path, fixture: dict, log: Callable[[
     job_id, target = "", 0
     try:
         if action == "upload":
-            from detector.synthetic import write_shapes_dataset
+            from tools.experiments.synthetic import write_shapes_dataset
 
             annotations = write_shapes_dataset(work / f"fault-{point}-set", images=4, seed=23,
                                                name="annotations.json")
@@ -736,7 +735,7 @@ def run_disk_floor(base: Path, work: Path) -> dict:
     server = Server(data, "--min-free-mb", str(free_mb + 100_000)).start()
     report: dict[str, Any] = {"status": "run", "free_mb": free_mb, "floor_mb": free_mb + 100_000}
     try:
-        from detector.synthetic import write_shapes_dataset
+        from tools.experiments.synthetic import write_shapes_dataset
 
         annotations = write_shapes_dataset(work / "disk-floor-set", images=3, seed=31, name="annotations.json")
         for name, call in (("UploadDataset", lambda: push(server, annotations, name="diskfull")),
@@ -943,6 +942,6 @@ def format_table(report: dict) -> str:
 
 def cmd_reliability(args) -> int:
     skip = tuple(args.skip.split(",")) if args.skip else ()
-    report = run_reliability(args.quick, Path(args.json) if args.json else None, args.seed, skip,
+    run_reliability(args.quick, Path(args.json) if args.json else None, args.seed, skip,
                              args.fuzz_cases, Path(args.keep) if args.keep else None)
     return 0  # a benchmark: findings are reported, not judged

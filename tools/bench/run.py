@@ -37,7 +37,7 @@ def _settings(quick: bool) -> dict:
 def _dataset(work: Path) -> Path:
     if (PEOPLE_ART / "train.json").is_file():
         return PEOPLE_ART / "train.json"
-    from detector.synthetic import write_shapes_dataset
+    from tools.experiments.synthetic import write_shapes_dataset
 
     return write_shapes_dataset(work / "synthetic", images=24, size=(480, 360), seed=0)
 

@@ -29,7 +29,7 @@ from detector.images import decode_image
 from detector.strategy import Stage
 from detector.torch_data import TorchDetectionDataset, train_loader
 from detector.trainer import Hook, Trainer, build_optimizer
-from detector.training import model_from_payload
+from detector.models import model_from_payload
 from tools.bench.models import fabricate_checkpoint
 
 
@@ -40,14 +40,14 @@ class StepClock(Hook):
         self.started = None
         self.images = 0
 
-    def on_event(self, trainer, event):
-        if event["type"] == "step":
-            if event["iteration"] == 1:
-                self.started = time.perf_counter()
-            else:
-                self.images += event["images"]
-        elif event["type"] == "run_finished":
-            self.seconds = time.perf_counter() - self.started
+    def after_step(self, trainer):
+        if trainer.state.iteration == 1:
+            self.started = time.perf_counter()
+        else:
+            self.images += trainer.storage.latest["step"]["images"]
+
+    def after_train(self, trainer):
+        self.seconds = time.perf_counter() - self.started
 
 
 def _trainer_speed(payload, arch, loader, backbone_layers: int, train_fpn: bool, iters: int, config) -> tuple:

@@ -7,6 +7,7 @@ at the same step budget, over several seeds, in four cells: small/large B × B-s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import statistics
@@ -17,7 +18,7 @@ from typing import Any
 
 from detector.config import TrainConfig
 from detector.files import save_json
-from detector.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
+from tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
 
 ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
 VARIANTS = ("zero-shot", "head-only", "two-stage", "full", "auto", "scratch")
@@ -269,39 +270,25 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def draw_chart(report: dict[str, Any], out: Path) -> None:
     """Grouped bars (mAP mean) with error bars (± std), one group per cell."""
-    from PIL import Image, ImageDraw, ImageFont
+    from matplotlib.figure import Figure
 
     cells = [c for c in CELLS if c in report["cells"]]
-    width, height, margin = 160 * max(1, len(cells)) + 120, 420, 60
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=12)
-    top = max([v["map_mean"] + v["map_std"] for c in cells for v in report["cells"][c]["variants"].values()] + [0.05])
-    scale = (height - 2 * margin) / top
-    colours = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
-    draw.line((margin, height - margin, width - 20, height - margin), fill="black")
-    for tick in [t / 10 for t in range(0, int(top * 10) + 1)]:
-        y = height - margin - tick * scale
-        draw.line((margin - 4, y, margin, y), fill="black")
-        draw.text((margin - 30, y - 7), f"{tick:.1f}", fill="black", font=font)
-    for index, cell in enumerate(cells):
-        x0 = margin + 10 + index * 160
-        for j, variant in enumerate(VARIANTS):
-            value = report["cells"][cell]["variants"].get(variant)
-            if value is None:
-                continue
-            x = x0 + j * 22
-            y = height - margin - value["map_mean"] * scale
-            draw.rectangle((x, y, x + 18, height - margin), fill=colours[j])
-            spread = value["map_std"] * scale
-            draw.line((x + 9, y - spread, x + 9, y + spread), fill="black", width=2)
-        draw.text((x0, height - margin + 8), cell, fill="black", font=font)
+    figure = Figure(figsize=(1.6 * max(2, len(cells)) + 2.4, 4.2), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    width = 0.8 / len(VARIANTS)
     for j, variant in enumerate(VARIANTS):
-        draw.rectangle((width - 110, 20 + j * 18, width - 98, 32 + j * 18), fill=colours[j])
-        draw.text((width - 92, 19 + j * 18), variant, fill="black", font=font)
-    draw.text((margin, 10), f"B-validation mAP (mean ± std over {report['settings']['seeds']} seeds)",
-              fill="black", font=font)
-    image.save(out)
+        measured = [(i, report["cells"][c]["variants"][variant]) for i, c in enumerate(cells)
+                    if variant in report["cells"][c]["variants"]]
+        if measured:
+            axes.bar([i + (j - (len(VARIANTS) - 1) / 2) * width for i, _ in measured],
+                     [v["map_mean"] for _, v in measured], width, yerr=[v["map_std"] for _, v in measured],
+                     capsize=2, color=f"C{j}", label=variant)
+    axes.set_xticks(range(len(cells)), cells)
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("mAP")
+    axes.set_title(f"B-validation mAP (mean ± std over {report['settings']['seeds']} seeds)")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+    figure.savefig(out)
 
 
 def _choices(option: str, value: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -313,6 +300,8 @@ def _choices(option: str, value: str | None, allowed: tuple[str, ...]) -> tuple[
 
 
 def cmd_transfer(args) -> int:
+    if importlib.util.find_spec("matplotlib") is None:  # the chart is drawn last: say so before hours of training
+        raise ValueError("the transfer chart needs matplotlib: pip install 'artdet[experiments]'")
     settings = Settings.tiny() if args.tiny else Settings()
     if args.seeds:
         settings.seeds = args.seeds
