@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,17 @@ def shapes(tmp_path_factory) -> dict[str, Path]:
         "train": write_shapes_dataset(root, images=8, seed=1, name="train.json"),
         "val": write_shapes_dataset(root, images=4, seed=2, name="val.json"),
     }
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    """The condition's first truthy value, polled until the deadline (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def artdet(*args: str, env: dict | None = None, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from detector.errors import FailedPrecondition
 from server.jobs import JobRunner
 from server.store import Store
+from tests.conftest import wait_for
 
 STATS = {"images": 1, "boxes": 1, "negative_images": 0, "boxes_per_class": {"a": 1}, "min_width": 1,
          "max_width": 1, "min_height": 1, "max_height": 1}
@@ -64,16 +64,6 @@ class Workers:
         path = self.control / f"release-{job_id}"
         path.with_suffix(".tmp").write_text(json.dumps({"code": code, "result": result}))
         path.with_suffix(".tmp").rename(path)
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 EXPORTED = {"summary": {}, "export": {"parity": {"failures": [], "matched": 1}, "metadata": {}}}

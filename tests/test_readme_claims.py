@@ -22,19 +22,8 @@ import pytest
 from PIL import Image
 
 from artdet.v1 import artdet_pb2 as pb
-from tests.conftest import ROOT, TINY_ARCH, TOKENS, ServerProcess, artdet
+from tests.conftest import ROOT, TINY_ARCH, TOKENS, ServerProcess, artdet, wait_for
 from tools.client import push_dataset
-
-
-def wait_for(condition, timeout: float, what: str):
-    """The condition's first truthy value, polled until the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _events(run_dir: Path) -> list[dict]:
