@@ -10,11 +10,13 @@ import dataclasses
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
                              TRAIN_SCHEMA, AugmentConfig, TrainConfig)
+from detector.results import DetectionResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -153,7 +155,7 @@ def _images_in(path: Path) -> list[Path]:
 
 def cmd_detect_local(args: argparse.Namespace) -> int:
     from detector.draw import save_drawing
-    from detector.images import decode_image
+    from detector.images import ImageDecodeError, decode_image
     from detector.inference import Detector
 
     detector = Detector(args.model, intra_op_threads=args.threads)
@@ -162,21 +164,46 @@ def cmd_detect_local(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"image not found: {root}")
     files = _images_in(root)
     classes = args.classes.split(",") if args.classes else None
-    results = []
+    results, skipped = [], 0
     for path in files:
-        result = detector.detect(path, args.threshold, args.top_k, classes)
+        started = time.perf_counter()
+        try:
+            result = detector.detect(path, args.threshold, args.top_k, classes)
+        except (ImageDecodeError, OSError) as exc:
+            if not root.is_dir() or args.strict:
+                raise
+            skipped += 1
+            print(f"artdet detect: skipped {path.relative_to(root)}: {exc}", file=sys.stderr)
+            continue
+        result.time_ms = (time.perf_counter() - started) * 1000
         results.append((path, result))
         if args.draw:
             out = Path(args.draw) if not root.is_dir() else Path(args.draw) / path.relative_to(root).with_suffix(".png")
             save_drawing(decode_image(path), result, out)
+    if files and not results:
+        raise ValueError(f"detect: none of the {len(files)} images in {root} could be read")
     if args.coco:
         write_coco_predictions(results, root, detector.class_names, detector.card.category_ids, Path(args.coco))
     if args.json or not args.coco:
-        if root.is_dir():
-            print_json([{"file": str(p.relative_to(root)), **r.to_json()} for p, r in results])
-        else:
-            print_json(results[0][1].to_json())
+        show_results([(str(p.relative_to(root)) if root.is_dir() else None, r) for p, r in results], args)
+    if skipped:
+        print(f"artdet detect: {skipped} of {len(files)} images skipped", file=sys.stderr)
     return 0
+
+
+def show_results(results: list[tuple[str | None, DetectionResult]], args: argparse.Namespace) -> None:
+    """Detections as `artdet detect` prints them, from a local model or a server alike: JSON with --json
+    (a list with each file's name for a folder), else a line per detection."""
+    if args.json:
+        rows = [({"file": name} if name is not None else {}) | result.to_json() for name, result in results]
+        print_json(rows if len(results) != 1 or results[0][0] is not None else rows[0])
+        return
+    for name, result in results:
+        for line in result.to_text(args.threshold):
+            print(f"{name}: {line}" if name is not None else line)
+        version = f" v{result.model_version}" if result.model_version else ""
+        timing = f", {result.time_ms:.0f} ms" if result.time_ms is not None else ""
+        print(f"({name + ': ' if name else ''}model {result.model}{version}{timing})", file=sys.stderr)
 
 
 def write_coco_predictions(results, root: Path, class_names: list[str], category_ids: list[int], out: Path) -> None:
@@ -236,3 +263,5 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"at most this many detections per image (default: {DETECTIONS_PER_IMAGE})")
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image of a folder (default: skip it with a warning)")

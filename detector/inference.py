@@ -98,7 +98,7 @@ class Detector:
             if unknown:
                 raise InvalidArgument(f"classes: {show(sorted(unknown))} not in the model's classes "
                                       f"{self.class_names}")
-        result = DetectionResult(width, height)
+        result = DetectionResult(width, height, model=self.name)
         for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
             if score < score_threshold:
                 continue

@@ -12,9 +12,16 @@ class Detection:
     score: float
     label_id: int  # 1..num_classes
     label: str
+    description: str = ""  # the curator's text for the class, where the server has one
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4), "label": self.label}
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4), "label": self.label,
+                "description": self.description}
+
+    def to_text(self) -> str:
+        x1, y1, x2, y2 = self.box
+        text = f"{self.label} {self.score:.2f} [{x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f}]"
+        return f"{text} {self.description}" if self.description else text
 
 
 @dataclass
@@ -22,6 +29,17 @@ class DetectionResult:
     width: int
     height: int
     detections: list[Detection] = field(default_factory=list)
+    model: str = ""  # the model's name (a local file's name)
+    model_version: int = 0  # 0: a local file, not a registered version
+    time_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"detections": [d.to_json() for d in self.detections], "width": self.width, "height": self.height}
+        return {"detections": [d.to_json() for d in self.detections], "width": self.width, "height": self.height,
+                "model": self.model, "model_version": self.model_version,
+                "time_ms": None if self.time_ms is None else round(self.time_ms, 1)}
+
+    def to_text(self, threshold: float) -> list[str]:
+        """A line per detection, or one saying there was none above `threshold`."""
+        if not self.detections:
+            return [f"no detections above {threshold:.2f} (use --threshold)"]
+        return [d.to_text() for d in self.detections]

@@ -161,7 +161,7 @@ def test_detect_cli_json_draw_and_coco_folder(exported, tmp_path):
                     tmp_path / "a.png", "--threshold", "0.3")
     payload = json.loads(result.stdout)
     assert (payload["width"], payload["height"]) == (128, 96)
-    assert payload["detections"] and set(payload["detections"][0]) == {"box", "score", "label"}
+    assert payload["detections"] and set(payload["detections"][0]) == {"box", "score", "label", "description"}
     drawn = Image.open(tmp_path / "a.png")
     assert drawn.size == (128, 96)
     assert np.abs(np.asarray(drawn.convert("RGB")).astype(int) - _scene_jpeg(None)[1]).max() > 100  # boxes drawn

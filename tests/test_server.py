@@ -197,6 +197,19 @@ def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
     reply = client.detection().Detect(pb.DetectRequest(image=_jpeg(), score_threshold=0.0, classes=["circle"]),
                                       metadata=client.metadata)
     assert reply.detections and all(d.description == "A round thing" for d in reply.detections)
+    # `artdet detect` prints the same thing from the server as from the downloaded model, plus what only
+    # the server knows (version, descriptions)
+    image = next((shapes_server.annotations.parent / "images").glob("*.jpg"))
+    artdet("models", "download", "shapes", "--out", tmp_path / "active.onnx", "--server", shapes_server.address,
+           env=_cli_env())
+    local = json.loads(artdet("detect", image, "--model", tmp_path / "active.onnx", "--json", "--threshold", "0",
+                              env=_cli_env()).stdout)
+    remote = json.loads(artdet("detect", image, "--server", shapes_server.address, "--model", "shapes", "--json",
+                               "--threshold", "0", env=_cli_env()).stdout)
+    assert set(local) == set(remote) and (local["model_version"], remote["model_version"]) == (0, active)
+    assert [(d["label"], d["box"]) for d in local["detections"]] == [(d["label"], d["box"])
+                                                                     for d in remote["detections"]]
+    assert {d["description"] for d in remote["detections"] if d["label"] == "circle"} == {"A round thing"}
     with pytest.raises(grpc.RpcError) as caught:
         operator.models().DeleteModel(pb.ModelRef(name="shapes", version=active), metadata=operator.metadata)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

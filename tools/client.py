@@ -89,9 +89,10 @@ def _voc_files(annotation_dir: Path, image_root: Path) -> tuple[list[pb.Annotati
     return annotations, images
 
 
-def upload_requests(name: str, annotations: Path, images: Path | None,
-                    progress: bool = True) -> Iterator[pb.UploadDatasetRequest]:
-    """Header, then every referenced image in 1 MiB chunks; the last chunk of a file carries its sha256."""
+def _upload_plan(name: str, annotations: Path,
+                 images: Path | None) -> tuple[pb.DatasetHeader, list[tuple[str, Path]], Path]:
+    """The upload's header, the (file name, local path) of every image its annotations reference, and the
+    image root they were looked up under."""
     if annotations.is_dir():
         root = images or (annotations.parent / "JPEGImages" if (annotations.parent / "JPEGImages").is_dir()
                           else annotations)
@@ -102,6 +103,24 @@ def upload_requests(name: str, annotations: Path, images: Path | None,
         files = _coco_image_files(annotations, root)
         header = pb.DatasetHeader(name=name, format=pb.DATASET_FORMAT_COCO, annotation_files=[
             pb.AnnotationFile(file_name=annotations.name, content=annotations.read_bytes())])
+    return header, files, root
+
+
+def check_local_images(annotations: Path, images: Path | None) -> None:
+    """FileNotFoundError naming the referenced images missing under the image root, before any byte is sent."""
+    _, files, root = _upload_plan("check", annotations, images)
+    missing = sorted({n for n, p in files if not p.is_file()})
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise FileNotFoundError(f"{len(missing)} of {len(dict(files))} images that {annotations.name} references "
+                                f"are not under {root}: {shown} (is --images the folder their file_name is "
+                                "relative to?)")
+
+
+def upload_requests(name: str, annotations: Path, images: Path | None,
+                    progress: bool = True) -> Iterator[pb.UploadDatasetRequest]:
+    """Header, then every referenced image in 1 MiB chunks; the last chunk of a file carries its sha256."""
+    header, files, _ = _upload_plan(name, annotations, images)
     yield pb.UploadDatasetRequest(header=header)
     present = [(n, p) for n, p in dict(files).items() if p.is_file()]  # missing ones: the server lists them
     total = sum(p.stat().st_size for _, p in present)

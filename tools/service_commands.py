@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from detector.cli import add_train_config_arguments, print_json
+from detector.cli import add_train_config_arguments, print_json, show_results
 from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
 from detector.errors import InvalidArgument
 
@@ -40,11 +40,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # datasets ---------------------------------------------------------------------------------------
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from tools.client import push_dataset
+    from tools.client import check_local_images, push_dataset
 
     annotations = Path(args.annotations)
     if not annotations.exists():
         raise FileNotFoundError(f"annotations not found: {annotations}")
+    check_local_images(annotations, Path(args.images) if args.images else None)
     dataset = push_dataset(_connect(args), args.name, annotations, Path(args.images) if args.images else None,
                            progress=not args.quiet)
     if args.json:
@@ -255,16 +256,11 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
     connection = _connect(args)
     response = connection.detection().Detect(request, metadata=connection.metadata, timeout=args.timeout)
     result = DetectionResult(response.width, response.height, [
-        Detection((d.box.x1, d.box.y1, d.box.x2, d.box.y2), d.score, d.label_id, d.label)
-        for d in response.detections])
+        Detection((d.box.x1, d.box.y1, d.box.x2, d.box.y2), d.score, d.label_id, d.label, d.description)
+        for d in response.detections], response.model_name, response.model_version, response.server_time_ms)
     if args.draw:
         save_drawing(decode_image(data, source=str(path)), result, args.draw)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        for det in response.detections:
-            print(f"{det.label} {det.score:.2f} [{det.box.x1:.0f}, {det.box.y1:.0f}, {det.box.x2:.0f}, "
-                  f"{det.box.y2:.0f}] {det.description}")
+    show_results([(None, result)], args)
     return 0
 
 
