@@ -107,7 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from detector.config import TrainConfig
     from detector.export import export_onnx
-    from detector.training import load_annotations, load_datasets
+    from detector.training import load_datasets
+    from detector.voc import load_annotations
 
     val = None
     if args.val:
@@ -144,6 +145,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
             np.array([d.score for d in result.detections], dtype=np.float32),
             np.array([d.label_id for d in result.detections], dtype=np.int64)))
     print_json(evaluate_detections(dataset, detections))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Every problem of an annotation file (or VOC folder) with its id, as `push` would find them; else counts."""
+    from detector.voc import load_annotations
+
+    statistics = load_annotations(args.annotations, args.images).statistics()
+    if args.json:
+        print_json(statistics)
+    else:
+        per_class = ", ".join(f"{name} {count}" for name, count in statistics["boxes_per_class"].items())
+        print(f"valid: {statistics['images']} images ({statistics['negative_images']} without boxes), "
+              f"{statistics['boxes']} boxes ({per_class})")
     return 0
 
 
@@ -242,6 +257,12 @@ def add_engine_commands(subparsers) -> None:
                    help=f"lowest score the graph keeps (default: {EXPORT_SCORE_THRESHOLD})")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="PyTorch parity check")
     p.set_defaults(handler=cmd_export)
+
+    p = subparsers.add_parser("validate", help="check a COCO file or VOC folder and its images before pushing")
+    p.add_argument("annotations", help="COCO JSON or a Pascal VOC folder of XML files")
+    p.add_argument("--images", help="image root (default: the annotation file's folder)")
+    p.add_argument("--json", action="store_true", help="the statistics as JSON")
+    p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("eval", help="COCO metrics of an ONNX model on annotations (JSON)")
     p.add_argument("model", help="ONNX model")

@@ -61,10 +61,13 @@ def load_coco_state(arch: Architecture) -> dict[str, torch.Tensor]:
     try:
         return arch.coco_weights.get_state_dict(progress=True, check_hash=True)
     except (OSError, RuntimeError) as exc:
+        name = os.path.basename(arch.coco_weights.url)
         raise WeightsUnavailableError(
-            f"COCO weights for {arch.name} are not in the cache ({coco_cache_path(arch)}) and could not be "
-            f"downloaded from {arch.coco_weights.url}: {exc}. Run once with internet access (or set TORCH_HOME "
-            f"to a cache that holds them), or pass --weights PATH"
+            f"COCO weights for {arch.name} ({name}) are not in the torch hub cache and could not be downloaded "
+            f"({type(exc).__name__}). Fetch them where there is internet (python -m tools.fetch_weights) and copy "
+            f"{name} into $TORCH_HOME/hub/checkpoints/ on the machine that trains (for `artdet jobs start`: the "
+            f"server's; this one looked for {coco_cache_path(arch)}); or start from a weights file "
+            f"(artdet train --weights PATH) or a registered model (artdet jobs start --base-model NAME)"
         ) from exc
 
 

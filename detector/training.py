@@ -26,7 +26,7 @@ from detector.augment import build_train_transform
 from detector.checkpoint import load_torch, seed_everything
 from detector.files import save_json
 from detector.config import TrainConfig
-from detector.dataset import DetectionDataset, load_coco
+from detector.dataset import DetectionDataset
 from detector.distributed import DistContext, broadcast_from_main, init_distributed, shutdown
 from detector.evaluate import evaluate_model
 from detector.events import EVENTS_FILE
@@ -38,17 +38,7 @@ from detector.strategy import StrategyDecision, decide_auto, manual_decision
 from detector.torch_data import TorchDetectionDataset, train_loader
 from detector.trainer import EventStorage, EventWriter, Hook, Trainer
 from detector.writers import ConsoleWriter, EventLogWriter, TensorBoardWriter
-from detector.voc import voc_to_coco
-
-
-def load_annotations(path: str, images: str | None = None, class_names: list[str] | None = None,
-                     check_files: bool = True) -> DetectionDataset:
-    """A COCO JSON file or a Pascal VOC folder of XML files."""
-    source = Path(path)
-    if source.is_dir():
-        coco, root = voc_to_coco(source, images)
-        return load_coco(coco, root, class_names=class_names, check_files=check_files)
-    return load_coco(source, images, class_names=class_names, check_files=check_files)
+from detector.voc import load_annotations
 
 
 def load_datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:

@@ -51,3 +51,21 @@ def test_detect_prints_lines_or_says_nothing_was_found(overfit_export):
     assert empty.stdout.strip() == "no detections above 1.00 (use --threshold)"
     payload = json.loads(artdet("detect", image, "--model", overfit_export["path"], "--json").stdout)
     assert set(payload) == {"detections", "width", "height", "model", "model_version", "time_ms"}
+
+
+def test_validate_reports_counts_or_every_problem_with_its_id(overfit_run, tmp_path):
+    annotations = overfit_run.parent / "train.json"
+    valid = artdet("validate", annotations)
+    assert valid.stdout.startswith("valid: 16 images") and "circle" in valid.stdout
+    statistics = json.loads(artdet("validate", annotations, "--json").stdout)
+    assert statistics["images"] == 16 and isinstance(statistics["boxes"], int)
+
+    coco = json.loads(annotations.read_text())
+    coco["annotations"][0]["bbox"] = [5, 5, -3, 10]
+    coco["annotations"][1]["category_id"] = 999
+    broken = annotations.parent / "broken.json"
+    broken.write_text(json.dumps(coco))
+    result = artdet("validate", broken, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"annotation {coco['annotations'][0]['id']}" in result.stderr
+    assert f"annotation {coco['annotations'][1]['id']}" in result.stderr and "999" in result.stderr

@@ -51,6 +51,9 @@ def test_missing_coco_weights_offline_name_the_cache_file(tmp_path, monkeypatch)
     with pytest.raises(WeightsUnavailableError) as caught:
         build_model(TINY_ARCH, ["person"], "coco")
     assert str(coco_cache_path(arch)) in str(caught.value) and "--weights PATH" in str(caught.value)
+    # the server path too: where the server looks, and a registered model as the other way to start
+    assert "$TORCH_HOME/hub/checkpoints/ on the machine that trains" in str(caught.value)
+    assert "the server's" in str(caught.value) and "--base-model NAME" in str(caught.value)
 
 
 def test_weights_file_and_retraining_keep_batchnorm_frozen(tmp_path, torch_home):
@@ -107,3 +110,4 @@ def test_backbone_stages_follow_torchvision_trainable_layers(name):
     assert all(p.requires_grad for p in model.roi_heads.box_predictor.parameters())
     with pytest.raises(ValueError, match="trainable backbone layers"):
         configure_trainable(model, arch, backbone_layers=arch.num_backbone_stages + 1, train_fpn=True)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import os
 import socket
 import subprocess
@@ -210,6 +211,20 @@ def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
     assert [(d["label"], d["box"]) for d in local["detections"]] == [(d["label"], d["box"])
                                                                      for d in remote["detections"]]
     assert {d["description"] for d in remote["detections"] if d["label"] == "circle"} == {"A round thing"}
+    assert described["class_info"] == {"circle": "A round thing"}
+
+    # the rest of the API from the command line, with numbers as numbers
+    server = ("--server", shapes_server.address)
+    datasets = json.loads(artdet("datasets", "list", *server, "--json", env=_cli_env()).stdout)
+    assert [(d["name"], d["version"]) for d in datasets] == [("shapes", 1)]
+    assert isinstance(datasets[0]["statistics"]["images"], int) and datasets[0]["statistics"]["images"] == 8
+    assert "shapes v1  8 images" in artdet("datasets", "show", "shapes", *server, env=_cli_env()).stdout
+    job = json.loads(artdet("jobs", "show", shapes_server.jobs[0], *server, "--json", env=_cli_env()).stdout)
+    assert job["state"] == "succeeded" and job["summary"]["final"]["map"] >= 0
+    text = artdet("models", "list", *server, env=_cli_env()).stdout
+    assert "* = the active version" in text and re.search(r"val mAP \d\.\d{4}$", text.splitlines()[1])
+    missing = artdet("models", "delete", "shapes", "99", *server, env=_cli_env(), check=False)
+    assert missing.returncode == 2 and "NOT_FOUND" in missing.stderr
     with pytest.raises(grpc.RpcError) as caught:
         operator.models().DeleteModel(pb.ModelRef(name="shapes", version=active), metadata=operator.metadata)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

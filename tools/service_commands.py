@@ -20,12 +20,6 @@ def _connect(args):
     return connect(args.server, args.token, args.tls_ca)
 
 
-def _message_json(message) -> dict:
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
 # serve ------------------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -49,12 +43,63 @@ def cmd_push(args: argparse.Namespace) -> int:
     dataset = push_dataset(_connect(args), args.name, annotations, Path(args.images) if args.images else None,
                            progress=not args.quiet)
     if args.json:
-        print_json(_message_json(dataset))
+        print_json(_dataset_json(dataset))
     else:
         stats = dataset.statistics
         note = " (identical to an existing version)" if dataset.reused else ""
         print(f"{dataset.name} v{dataset.version}{note}: {stats.images} images, {stats.boxes} boxes", file=sys.stderr)
         print(dataset.version)
+    return 0
+
+
+def _dataset_json(dataset) -> dict:
+    stats = dataset.statistics
+    return {"name": dataset.name, "version": dataset.version, "sha256": dataset.sha256,
+            "created_at": dataset.created_at, "reused": dataset.reused,
+            "statistics": {"images": stats.images, "boxes": stats.boxes, "negative_images": stats.negative_images,
+                           "boxes_per_class": {c.name: c.boxes for c in stats.boxes_per_class},
+                           "min_width": stats.min_width, "max_width": stats.max_width,
+                           "min_height": stats.min_height, "max_height": stats.max_height, "bytes": stats.bytes}}
+
+
+def _print_datasets(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        stats = row["statistics"]
+        per_class = ", ".join(f"{name} {count}" for name, count in stats["boxes_per_class"].items())
+        print(f"{row['name']} v{row['version']}  {stats['images']} images, {stats['boxes']} boxes ({per_class}), "
+              f"{stats['bytes'] / 1e6:.1f} MB")
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    datasets = connection.datasets().ListDatasets(pb.ListDatasetsRequest(name=args.name or ""),
+                                                  metadata=connection.metadata).datasets
+    _print_datasets([_dataset_json(d) for d in datasets], args.json)
+    return 0
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    dataset = connection.datasets().GetDataset(pb.GetDatasetRequest(name=args.name, version=args.version),
+                                               metadata=connection.metadata)
+    _print_datasets([_dataset_json(dataset)], args.json)
+    return 0
+
+
+def cmd_datasets_delete(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    reply = connection.datasets().DeleteDataset(pb.DeleteDatasetRequest(name=args.name, version=args.version),
+                                                metadata=connection.metadata)
+    print(f"deleted {reply.deleted_versions} version(s) of {args.name}")
     return 0
 
 
@@ -139,6 +184,26 @@ def _job_json(job) -> dict:
             "started_at": job.started_at, "finished_at": job.finished_at, "restarts": job.restarts}
 
 
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    job = connection.training().GetJob(pb.GetJobRequest(id=args.job_id), metadata=connection.metadata)
+    row = {**_job_json(job), "config": json.loads(job.config_json or "{}"),
+           "summary": json.loads(job.summary_json or "{}")}
+    if args.json:
+        print_json(row)
+        return 0
+    print(f"job {row['id']}: {row['state']}; dataset {row['dataset']} v{row['dataset_version']} -> model "
+          f"{row['model_name']}" + (f" v{row['model_version']}" if row["model_version"] else "")
+          + (f"; error: {row['error']}" if row["error"] else ""))
+    final, baseline = row["summary"].get("final") or {}, row["summary"].get("baseline") or {}
+    if final:
+        print(f"val mAP {baseline.get('map', 0.0):.4f} (baseline) -> {final.get('map', 0.0):.4f}; "
+              f"AP50 {final.get('ap50', 0.0):.4f}")
+    return 0
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     from artdet.v1 import artdet_pb2 as pb
 
@@ -159,7 +224,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def _model_json(model) -> dict:
     return {"name": model.name, "version": model.version, "active": model.active,
             "metrics": json.loads(model.metrics_json or "{}"), "arch": model.arch, "classes": list(model.class_names),
-            "job_id": model.job_id, "sha256": model.sha256}
+            "job_id": model.job_id, "sha256": model.sha256,
+            "class_info": {info.name: info.description for info in model.class_info}}
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -172,10 +238,20 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
+        print("  (* = the active version, which Detect serves)")
         for row in rows:
             final = (row["metrics"].get("final") or {}).get("map")
             print(f"{'*' if row['active'] else ' '} {row['name']} v{row['version']}  {row['arch']}  "
-                  f"mAP {final if final is not None else '-'}")
+                  f"val mAP {'-' if final is None else f'{final:.4f}'}")
+    return 0
+
+
+def cmd_models_delete(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    connection.models().DeleteModel(pb.ModelRef(name=args.name, version=args.version), metadata=connection.metadata)
+    print(f"deleted {args.name} v{args.version}")
     return 0
 
 
@@ -330,6 +406,25 @@ def add_service_commands(subparsers) -> None:
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_push)
 
+    datasets = subparsers.add_parser("datasets", help="dataset versions on a server").add_subparsers(
+        dest="datasets_command", required=True)
+    p = datasets.add_parser("list", help="list dataset versions")
+    p.add_argument("--name")
+    p.add_argument("--json", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_datasets_list)
+    p = datasets.add_parser("show", help="one dataset version's statistics")
+    p.add_argument("name")
+    p.add_argument("version", type=int, nargs="?", default=0, help="default: the latest")
+    p.add_argument("--json", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_datasets_show)
+    p = datasets.add_parser("delete", help="delete a dataset version (every version without VERSION)")
+    p.add_argument("name")
+    p.add_argument("version", type=int, nargs="?", default=0)
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_datasets_delete)
+
     jobs = subparsers.add_parser("jobs", help="training jobs on a server").add_subparsers(dest="jobs_command",
                                                                                          required=True)
     p = jobs.add_parser("start", help="start a training job")
@@ -351,6 +446,11 @@ def add_service_commands(subparsers) -> None:
         p.add_argument("--quiet", action="store_true")
         add_connection_arguments(p)
         p.set_defaults(handler=handler)
+    p = jobs.add_parser("show", help="a job's state, configuration and results")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_jobs_show)
     p = jobs.add_parser("list", help="list jobs")
     p.add_argument("--json", action="store_true")
     add_connection_arguments(p)
@@ -372,6 +472,11 @@ def add_service_commands(subparsers) -> None:
     p.add_argument("name")
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_models_rollback)
+    p = models.add_parser("delete", help="delete a version that is not active")
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_models_delete)
     p = models.add_parser("download", help="download a version's ONNX file")
     p.add_argument("name")
     p.add_argument("version", type=int, nargs="?", default=0)
