@@ -172,7 +172,10 @@ class Trainer:
         self.use_amp = config.amp and ctx.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.forward_model: nn.Module = model
-        self.step_seconds: float | None = None
+        self.step_seconds: float | None = None  # this stage's recent step time (a stage's steps cost differ)
+        # what an epoch costs besides its steps (evaluation, checkpoints): the last one measured, or before the
+        # first, the caller's estimate (the baseline evaluation's time)
+        self.epoch_overhead_seconds = 0.0
         self.data_wait_seconds = 0.0
         self.step_compute_seconds = 0.0
 
@@ -192,10 +195,12 @@ class Trainer:
         n = len(self.loader)
         return min(n, self.config.max_iters_per_epoch) if self.config.max_iters_per_epoch else n
 
+    def remaining_epochs(self) -> int:
+        """Epochs not yet finished, the one running included."""
+        return max(0, sum(s.epochs for s in self.stages[self.state.stage_index:]) - self.state.epoch)
+
     def remaining_iterations(self) -> int:
-        per_epoch = self.iterations_per_epoch()
-        left = sum(s.epochs for s in self.stages[self.state.stage_index:]) - self.state.epoch
-        return max(0, left * per_epoch)
+        return self.remaining_epochs() * self.iterations_per_epoch()
 
     # stages -------------------------------------------------------------------------------
     def _start_stage(self) -> None:
@@ -232,12 +237,15 @@ class Trainer:
                     backbone_layers=stage.backbone_layers, lr=stage.lr,
                     trainable_parameters=sum(p.numel() for p in self.model.parameters() if p.requires_grad))
                 self._call("before_stage")
+                self.step_seconds = None
                 while self.state.epoch < stage.epochs and not self.state.stop_stage:
                     self._run_epoch()
                     self.state.epoch += 1
                     self.storage.put("epoch_finished", stage=stage.name, stage_index=self.state.stage_index,
                                      epoch=self.state.epoch, global_epoch=self.global_epoch)
+                    started = time.perf_counter()
                     self._call("after_epoch")
+                    self.epoch_overhead_seconds = time.perf_counter() - started
                 self._call("after_stage")
             self.state.stage_index += 1
             self.state.epoch = 0
@@ -265,7 +273,8 @@ class Trainer:
                              epoch=self.state.epoch + 1, step=step_in_epoch + 1, steps_per_epoch=limit,
                              iteration=self.state.iteration, losses=losses, lr=self.optimizer.param_groups[0]["lr"],
                              images=len(images),
-                             eta_seconds=round(remaining * self.step_seconds, 1))
+                             eta_seconds=round(remaining * self.step_seconds
+                                               + self.remaining_epochs() * self.epoch_overhead_seconds, 1))
             self._call("after_step")
 
     def _step(self, images, targets) -> dict[str, float]:

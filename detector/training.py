@@ -118,6 +118,7 @@ class Run:
     record: RunRecord | None = None
     checkpoint: dict[str, Any] | None = None  # the last.pt a resumed run continues from
     started: float = 0.0
+    evaluation_seconds: float = 0.0  # one evaluation's time, measured on the baseline (the ETA's first estimate)
 
     def evaluate(self, progress: bool) -> dict[str, Any]:
         return evaluate_model(self.model, self.val_set, self.ctx.device, self.max_side, self.config.workers,
@@ -143,7 +144,9 @@ def start_run(config: TrainConfig, run_dir: Path, ctx: DistContext, progress: bo
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_json(config.to_dict(), run_dir / "config.json")
+    evaluating = time.time()
     baseline = broadcast_from_main(ctx, run.evaluate(progress) if ctx.is_main else None)
+    run.evaluation_seconds = time.time() - evaluating
     decision = _decide(config, run.arch, run.model, run.train_set, baseline, start, ctx.device, run.max_side) \
         if ctx.is_main else None
     decision = broadcast_from_main(ctx, decision)
@@ -204,6 +207,7 @@ def build_trainer(run: Run, progress: bool, extra_hooks: Iterable[Hook] = ()) ->
     decision = StrategyDecision.from_dict(record.strategy)
     trainer = Trainer(run.model, run.arch, config, decision.stages, loader, ctx, hooks, storage, model_payload,
                       record)
+    trainer.epoch_overhead_seconds = run.evaluation_seconds
     if run.checkpoint is None:
         storage.put("run_configured", run_id=record.run_id, arch=config.arch, classes=run.train_set.class_names,
                     train_images=len(run.train_set.images), val_images=len(run.val_set.images),

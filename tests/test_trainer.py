@@ -4,13 +4,14 @@ order independent of the list, and Trainer.state_dict as the one owner of what a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from detector.config import TrainConfig
-from detector.trainer import EventStorage, Hook, Trainer
+from detector.trainer import EventStorage, EventWriter, Hook, Trainer
 from detector.training import train
 from tests.conftest import TINY_ARCH, artdet
 
@@ -199,3 +200,38 @@ def test_the_learning_rate_warms_up_then_decays_within_a_stage(schedule):
     else:
         assert rates[10:50] == [pytest.approx(0.01)] * 40
         assert rates[50:80] == [pytest.approx(0.001)] * 30 and rates[80:] == [pytest.approx(0.0001)] * 20
+
+
+class SlowEvaluation(Hook):
+    """Stands in for an evaluation that costs `seconds` after every epoch."""
+
+    order = Hook.EVALUATE
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        time.sleep(self.seconds)
+
+
+class Events(EventWriter):
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def write(self, event: dict) -> None:
+        self.events.append(event)
+
+
+def test_the_eta_counts_the_evaluations_still_to_come():
+    from detector.strategy import Stage
+
+    writer = Events()
+    trainer = _tiny_trainer([SlowEvaluation(1.0)],
+                            [Stage("one", 2, 0, False, 0.01), Stage("two", 1, 0, False, 0.001)])
+    trainer.storage = EventStorage([writer])
+    trainer.epoch_overhead_seconds = 1.0  # as measured on the baseline evaluation
+    trainer.train()
+    steps = [e for e in writer.events if e["type"] == "step"]
+    # the first step of each of the 3 epochs: 3, 2, then 1 evaluations to go, each about a second
+    firsts = [e for e in steps if e["step"] == 1]
+    assert [e["eta_seconds"] >= left * 1.0 for e, left in zip(firsts, (3, 2, 1))] == [True] * 3
