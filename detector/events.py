@@ -93,8 +93,7 @@ def _metrics(metrics: dict[str, Any]) -> str:
 
 def format_event(event: dict[str, Any]) -> str | None:
     """One line for a console, or None for events a console shows otherwise (steps: a progress bar) or not at all."""
-    kind = event.get("type")
-    e = event
+    kind, e = event.get("type"), event
     if kind == "queued":
         return f"queued: dataset {e['dataset']} v{e['dataset_version']}"
     if kind == "started":

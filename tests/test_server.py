@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from artdet.v1 import artdet_pb2 as pb
-from tests.conftest import (PEOPLE_ART, ROOT, TINY_JOB, TOKENS, ServerProcess, artdet, needs_people_art,
+from tests.conftest import (PEOPLE_ART, ROOT, TINY_JOB, TOKENS, ServerProcess, artdet, needs_people_art, wait_for,
                             write_shapes_for_server)
 from tools.client import push_dataset, upload_requests
 
@@ -220,7 +220,9 @@ def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
     assert isinstance(datasets[0]["statistics"]["images"], int) and datasets[0]["statistics"]["images"] == 8
     assert "shapes v1  8 images" in artdet("datasets", "show", "shapes", *server, env=_cli_env()).stdout
     job = json.loads(artdet("jobs", "show", shapes_server.jobs[0], *server, "--json", env=_cli_env()).stdout)
-    assert job["state"] == "succeeded" and job["summary"]["final"]["map"] >= 0
+    registered = next(m for m in listed if m["job_id"] == shapes_server.jobs[0])
+    assert (job["state"], job["model_name"], job["model_version"]) == ("succeeded", "shapes", registered["version"])
+    assert job["summary"]["final"] == registered["metrics"]["final"]
     text = artdet("models", "list", *server, env=_cli_env()).stdout
     assert "* = the active version" in text and re.search(r"val mAP \d\.\d{4}$", text.splitlines()[1])
     missing = artdet("models", "delete", "shapes", "99", *server, env=_cli_env(), check=False)
@@ -285,9 +287,8 @@ def test_bad_inputs_get_the_right_status(shapes_server, tmp_path):
     ended = _calls_ended(shapes_server, "UploadDataset")
     with pytest.raises(Exception):
         annotator.datasets().UploadDataset(abandoned(), metadata=annotator.metadata)
-    deadline = time.monotonic() + 60  # the server ends the abandoned call on its own side, then counts it
-    while _calls_ended(shapes_server, "UploadDataset") == ended and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the server ends the abandoned call on its own side, then counts it
+    wait_for(lambda: _calls_ended(shapes_server, "UploadDataset") != ended, 60, "the abandoned upload to end")
     assert _calls_ended(shapes_server, "UploadDataset") == ended + 1
     names = {d.name for d in annotator.datasets().ListDatasets(pb.ListDatasetsRequest(),
                                                                 metadata=annotator.metadata).datasets}
@@ -381,21 +382,13 @@ def test_sigkill_during_training_resumes_after_restart(tmp_path, torch_home):
             arch="fasterrcnn_mobilenet_v3_large_320_fpn", stage1_epochs=1, stage2_epochs=3, max_size=128,
             batch_size=2, extra={"workers": "0"})), metadata=operator.metadata)
         events_file = tmp_path / "data" / "runs" / job.id / "events.jsonl"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            text = events_file.read_text() if events_file.is_file() else ""
-            if text.count('"checkpoint_saved"') >= 2:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no second checkpoint within 180 s")
+        # two epochs' last.pt: the kill comes in the middle of the run, with a checkpoint to resume from
+        wait_for(lambda: events_file.is_file() and events_file.read_text().count('"last.pt"') >= 2, 180,
+                 "a second epoch's checkpoint")
         worker_pid = next(json.loads(l)["pid"] for l in events_file.read_text().splitlines() if '"started"' in l)
         server.kill()
         saved = events_file.read_text().count('"checkpoint_saved"')
-        deadline = time.monotonic() + 60
-        while not _gone_or_zombie(worker_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _gone_or_zombie(worker_pid), "the worker outlived its server"
+        wait_for(lambda: _gone_or_zombie(worker_pid), 60, "the worker to die with its server")
         # it died with the server, not at the end of its training: no checkpoint after the server's death
         assert events_file.read_text().count('"checkpoint_saved"') == saved
         server.start()

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from detector.config import SCORE_THRESHOLD
 from detector.files import save_json
 from detector.inference import Detector
 from server.model_repository import write_active
@@ -68,7 +69,7 @@ def grpc_detect_call(address: str, image: bytes):
     from artdet.v1 import artdet_pb2_grpc as rpc
 
     stub = rpc.DetectionServiceStub(grpc.insecure_channel(address))
-    request = pb.DetectRequest(image=image, score_threshold=0.5)
+    request = pb.DetectRequest(image=image, score_threshold=SCORE_THRESHOLD)
     return lambda: stub.Detect(request, timeout=60)
 
 

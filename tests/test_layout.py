@@ -1,0 +1,51 @@
+"""One definition of each default, and a README layout that names the modules that exist (issue 10)."""
+
+from __future__ import annotations
+
+import re
+
+from detector.config import ARCH_NAMES, STRATEGIES
+from tests.conftest import ROOT
+
+SOURCES = [p for folder in ("detector", "server", "tools") for p in (ROOT / folder).rglob("*.py")]
+
+
+def _lines(pattern: str) -> list[str]:
+    found = []
+    for path in SOURCES:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(ROOT)}:{number}")
+    return found
+
+
+DEFAULTS = r"^(SCORE_THRESHOLD|EXPORT_SCORE_THRESHOLD|DETECTIONS_PER_IMAGE|STRATEGIES|NAMED_WEIGHTS)\s*="
+
+
+def test_each_default_is_defined_once():
+    assert _lines(DEFAULTS) == [f"detector/config.py:{n}" for n in _numbers("detector/config.py", DEFAULTS)]
+    assert len(_lines(DEFAULTS)) == 5
+    # no literal copy of a default beside the schema's (argparse defaults, keyword defaults, request fields)
+    assert _lines(r"default=(0\.5|0\.05|100)\b|(threshold|max_detections)(: \w+)? ?= ?(0\.5|0\.05|100)\b") == []
+    # the architecture names and the strategy list are written out in the schema only
+    for name in ARCH_NAMES:
+        assert [place for place in _lines(f'"{name}"') if place.startswith(("detector/", "server/"))] \
+            == [f"detector/config.py:{n}" for n in _numbers("detector/config.py", f'"{name}"')]
+    assert _lines(r'"auto",\s*"head-only"') == [f"detector/config.py:{n}"
+                                                 for n in _numbers("detector/config.py", "^STRATEGIES =")]
+    assert set(STRATEGIES) == {"auto", "head-only", "two-stage", "full"}
+
+
+def _numbers(relative: str, pattern: str) -> list[int]:
+    lines = (ROOT / relative).read_text().splitlines()
+    return [n for n, line in enumerate(lines, start=1) if re.search(pattern, line)]
+
+
+def test_the_readmes_layout_names_every_engine_and_server_module_and_nothing_else():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("\n## ", readme.index("## Layout") + 1)]
+    named = set(re.findall(r"`(?:[\w/]+/)?(\w+\.py)`", layout))
+    engine = {p.name for p in (ROOT / "detector").glob("*.py") if p.name not in ("__init__.py", "cli.py")}
+    assert engine <= named, f"modules the layout does not describe: {sorted(engine - named)}"
+    existing = {p.name for folder in ("detector", "server", "tools") for p in (ROOT / folder).glob("*.py")}
+    assert named <= existing, f"the layout names modules that do not exist: {sorted(named - existing)}"
