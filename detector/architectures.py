@@ -8,7 +8,7 @@ from typing import Callable
 from torchvision.models import get_model_builder, get_model_weights
 from torchvision.models._api import WeightsEnum
 
-from detector.config import ARCH_NAMES
+from artdet.detector.config import ARCH_NAMES
 
 
 # The backbone body's children per stage, bottom (generic edges) to top (object parts): the stages

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import albumentations as A
 
-from detector.config import AugmentConfig
+from artdet.detector.config import AugmentConfig
 
 
 def build_train_transform(config: AugmentConfig) -> A.Compose | None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detector.files import atomic_write_bytes
+from artdet.detector.files import atomic_write_bytes
 
 
 def save_torch(obj: Any, path: Path) -> None:

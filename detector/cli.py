@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
+from artdet.detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
                              TRAIN_SCHEMA, AugmentConfig, TrainConfig)
-from detector.results import DetectionResult
+from artdet.detector.results import DetectionResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -77,7 +77,7 @@ def print_json(obj: Any) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
-        from detector.training import finished_summary, train
+        from artdet.detector.training import finished_summary, train
 
         if finished_summary(Path(args.resume)) is not None:
             print(f"{args.resume} has finished training; nothing to resume (results in "
@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not args.overwrite:
                 raise ValueError(f"--out: {args.out} already holds a run; use --resume {args.out} or --overwrite")
             shutil.rmtree(args.out)
-        from detector.training import train
+        from artdet.detector.training import train
 
         summary = train(config, args.out, progress=not args.quiet)
     if summary:
@@ -105,10 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from detector.config import TrainConfig
-    from detector.export import export_onnx
-    from detector.training import load_datasets
-    from detector.voc import load_annotations
+    from artdet.detector.config import TrainConfig
+    from artdet.detector.export import export_onnx
+    from artdet.detector.training import load_datasets
+    from artdet.detector.voc import load_annotations
 
     val = None
     if args.val:
@@ -119,9 +119,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_onnx(args.run, args.out, val, score_threshold=args.score_threshold, check=args.check)
     parity = result["parity"]
     if parity:
-        print(f"parity: {parity['matched']} of {parity['torch_detections']} PyTorch detections matched "
-              f"(max box error {parity['max_box_error_px']:.3f} px, max score error "
-              f"{parity['max_score_error']:.4f}) on {parity['images']} images", file=sys.stderr)
+        print(f"parity: {parity['summary']}", file=sys.stderr)
     print(result["path"])
     return 0
 
@@ -129,9 +127,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from detector.coco_eval import ImageDetections, evaluate_detections
-    from detector.dataset import load_coco
-    from detector.inference import Detector
+    from artdet.detector.coco_eval import ImageDetections, evaluate_detections
+    from artdet.detector.dataset import load_coco
+    from artdet.detector.inference import Detector
     import numpy as np
 
     detector = Detector(args.model, intra_op_threads=args.threads)
@@ -150,7 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every problem of an annotation file (or VOC folder) with its id, as `push` would find them; else counts."""
-    from detector.voc import load_annotations
+    from artdet.detector.voc import load_annotations
 
     statistics = load_annotations(args.annotations, args.images).statistics()
     if args.json:
@@ -169,9 +167,9 @@ def _images_in(path: Path) -> list[Path]:
 
 
 def cmd_detect_local(args: argparse.Namespace) -> int:
-    from detector.draw import save_drawing
-    from detector.images import ImageDecodeError, decode_image
-    from detector.inference import Detector
+    from artdet.detector.draw import save_drawing
+    from artdet.detector.images import ImageDecodeError, decode_image
+    from artdet.detector.inference import Detector
 
     detector = Detector(args.model, intra_op_threads=args.threads)
     root = Path(args.image)
@@ -275,7 +273,8 @@ def add_engine_commands(subparsers) -> None:
 
 def add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file, or a folder of images")
-    p.add_argument("--model", help="ONNX model file (local detection)")
+    p.add_argument("--model", help="an ONNX model file (detection here), or a model name on the server that "
+                   "--server or $ARTDET_SERVER names (detection there)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
     p.add_argument("--draw", help="PNG to draw labelled boxes into (a folder when IMAGE is a folder)")
     p.add_argument("--coco", help="write predictions as a COCO file (pre-annotations for CVAT / Label Studio)")

@@ -1,4 +1,4 @@
-"""COCO metrics with pycocotools: mAP@[.5:.95], AP50, AP75, per-class AP. Torch-free."""
+"""COCO metrics with pycocotools: mAP@[.5:.95], AP50, AP75, per-class AP, precision-recall curves. Torch-free."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detector.dataset import DetectionDataset
+from artdet.detector.dataset import DetectionDataset
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,18 @@ def _class_ap(precision: np.ndarray, class_index: int, iou_index: int | None = N
     return float(valid.mean()) if valid.size else None
 
 
-def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetections]) -> dict[str, Any]:
-    """Evaluate against the dataset's boxes. A model that outputs nothing is flagged, not scored 0 silently."""
+def _pr_curve50(precision: np.ndarray, class_index: int) -> list[float] | None:
+    """Precision at pycocotools' 101 recall points (0, 0.01, ..., 1) at IoU 0.5, area "all", maxDets 100;
+    0 beyond the highest recall reached. None: no ground truth of the class."""
+    p = precision[0, :, class_index, 0, -1]
+    return None if (p < 0).all() else [round(float(v), 4) for v in p]
+
+
+def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetections],
+                        pr_curves: bool = False) -> dict[str, Any]:
+    """Evaluate against the dataset's boxes. A model that outputs nothing is flagged, not scored 0 silently.
+
+    `pr_curves` adds "pr_curves50": each class's precision-recall curve at IoU 0.5 (101 points a class)."""
     results = to_coco_results(dataset, detections)
     metrics: dict[str, Any] = {
         "images": len(dataset.images),
@@ -54,6 +64,8 @@ def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetecti
         metrics.update(map=0.0, ap50=0.0, ap75=0.0, per_class_ap={n: 0.0 for n in dataset.class_names},
                        per_class_ap50={n: 0.0 for n in dataset.class_names},
                        warning="the model produced no detections above the score threshold")
+        if pr_curves:
+            metrics["pr_curves50"] = {n: [0.0] * 101 for n in dataset.class_names}
         return metrics
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
@@ -68,13 +80,12 @@ def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetecti
     stats = evaluator.stats
     precision = evaluator.eval["precision"]
     cat_index = {cid: i for i, cid in enumerate(evaluator.params.catIds)}
-    per_class, per_class50 = {}, {}
+    per_class, per_class50, curves = {}, {}, {}
     for name, cid in zip(dataset.class_names, dataset.category_ids):
         index = cat_index.get(cid)
-        ap = _class_ap(precision, index) if index is not None else None
-        ap50 = _class_ap(precision, index, 0) if index is not None else None
-        per_class[name] = ap  # None: no ground truth of this class in the set
-        per_class50[name] = ap50
+        per_class[name] = _class_ap(precision, index) if index is not None else None  # None: no ground truth
+        per_class50[name] = _class_ap(precision, index, 0) if index is not None else None
+        curves[name] = _pr_curve50(precision, index) if index is not None else None
     metrics.update(
         map=max(float(stats[0]), 0.0),
         ap50=max(float(stats[1]), 0.0),
@@ -82,4 +93,6 @@ def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetecti
         per_class_ap=per_class,
         per_class_ap50=per_class50,
     )
+    if pr_curves:
+        metrics["pr_curves50"] = curves
     return metrics

@@ -14,7 +14,7 @@ import re
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Callable
 
-from detector.errors import InvalidArgument, show
+from artdet.detector.errors import InvalidArgument, show
 
 STRATEGIES = ("auto", "head-only", "two-stage", "full")
 NAMED_WEIGHTS = ("coco", "none")  # besides a weights file: torchvision's COCO weights, or a random start

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from detector.errors import InvalidArgument, show
-from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size
+from artdet.detector.errors import InvalidArgument, show
+from artdet.detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, read_image_size
 
 DEFAULT_CLIP_TOLERANCE_PX = 2.0
 MAX_NAME_PART_BYTES = 255  # one folder or file name, as common file systems allow

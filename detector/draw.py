@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from detector.results import DetectionResult
+from artdet.detector.results import DetectionResult
 
 Rect = tuple[float, float, float, float]  # x1, y1, x2, y2
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from detector.coco_eval import ImageDetections, evaluate_detections
-from detector.dataset import DetectionDataset
-from detector.torch_data import TorchDetectionDataset, eval_loader
+from artdet.detector.coco_eval import ImageDetections, evaluate_detections
+from artdet.detector.dataset import DetectionDataset
+from artdet.detector.torch_data import TorchDetectionDataset, eval_loader
 
 
 @torch.inference_mode()

@@ -110,8 +110,7 @@ def format_event(event: dict[str, Any]) -> str | None:
         return "exporting to ONNX, then checking it against PyTorch"
     if kind == "exported":
         parity = e["parity"] or {}
-        return (f"exported: {parity.get('matched', 0)} of {parity.get('torch_detections', 0)} PyTorch detections "
-                f"matched by ONNX on {parity.get('images', 0)} images")
+        return "exported; parity: " + parity.get("summary", "not checked")
     if kind == "run_configured":
         return (f"run {e['run_id']}: {e['arch']}, {len(e['classes'])} classes, {e['train_images']} training and "
                 f"{e['val_images']} validation images, on {e['device']}"

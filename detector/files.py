@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from detector.errors import DiskFull
+from artdet.detector.errors import DiskFull
 
 _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from detector.architectures import Architecture
+from artdet.detector.architectures import Architecture
 
 
 def backbone_stages(model: nn.Module, arch: Architecture) -> list[list[nn.Module]]:

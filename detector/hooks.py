@@ -1,13 +1,13 @@
-"""Hooks on the training loop: evaluation, early stopping, best and periodic checkpoints."""
+"""Hooks on the training loop: evaluation, early stopping, best and periodic checkpoints, the export's ETA."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from detector.checkpoint import save_torch
-from detector.distributed import broadcast_from_main
-from detector.trainer import Hook, Trainer
+from artdet.detector.checkpoint import save_torch
+from artdet.detector.distributed import broadcast_from_main
+from artdet.detector.trainer import Hook, Trainer
 
 
 class EvaluationHook(Hook):
@@ -88,3 +88,20 @@ class PeriodicCheckpointHook(Hook):
         if trainer.ctx.is_main:
             save_torch(trainer.state_dict(), self.path)
             trainer.storage.put("checkpoint_saved", checkpoint=self.path.name)
+
+
+class ExportEstimateHook(Hook):
+    """Adds the export that follows training (a server job's) to the ETA: tracing (about two model runs) and
+    the parity check (each parity image through PyTorch twice, with and without NMS, and through ONNX), at the
+    last evaluation's cost per image."""
+
+    def __init__(self, validation_images: int, parity_images: int):
+        self.validation_images = validation_images
+        self.parity_images = parity_images
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.after_epoch(trainer)
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        per_image = trainer.epoch_overhead_seconds / max(1, self.validation_images)
+        trainer.tail_seconds = (2 + 3 * self.parity_images) * per_image

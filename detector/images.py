@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from detector.errors import InvalidArgument, redact_paths
+from artdet.detector.errors import InvalidArgument, redact_paths
 
 DEFAULT_MAX_PIXELS = 64_000_000
 # Raster formats only: Pillow's other plugins (EPS runs Ghostscript, for one) are never reached.

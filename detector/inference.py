@@ -11,11 +11,11 @@ from typing import Iterable
 import numpy as np
 import onnxruntime as ort
 
-from detector.config import SCORE_THRESHOLD
-from detector.errors import InvalidArgument, show
-from detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
-from detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard, ModelLoadError
-from detector.results import Detection, DetectionResult
+from artdet.detector.config import SCORE_THRESHOLD
+from artdet.detector.errors import InvalidArgument, show
+from artdet.detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
+from artdet.detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard, ModelLoadError
+from artdet.detector.results import Detection, DetectionResult
 
 
 def network_input_size(width: int, height: int, min_size: int, max_size: int) -> tuple[int, int]:

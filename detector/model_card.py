@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.errors import DataCorrupted
+from artdet.detector.errors import DataCorrupted
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")

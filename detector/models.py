@@ -12,8 +12,8 @@ from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.architectures import Architecture, coco_category_names, get_architecture
-from detector.errors import InvalidArgument, Unavailable
+from artdet.detector.architectures import Architecture, coco_category_names, get_architecture
+from artdet.detector.errors import InvalidArgument, Unavailable
 
 CHECKPOINT_FORMAT = "artdet-model-v1"
 
@@ -64,7 +64,7 @@ def load_coco_state(arch: Architecture) -> dict[str, torch.Tensor]:
         name = os.path.basename(arch.coco_weights.url)
         raise WeightsUnavailableError(
             f"COCO weights for {arch.name} ({name}) are not in the torch hub cache and could not be downloaded "
-            f"({type(exc).__name__}). Fetch them where there is internet (python -m tools.fetch_weights) and copy "
+            f"({type(exc).__name__}). Fetch them where there is internet (python -m artdet.tools.fetch_weights) and copy "
             f"{name} into $TORCH_HOME/hub/checkpoints/ on the machine that trains (for `artdet jobs start`: the "
             f"server's; this one looked for {coco_cache_path(arch)}); or start from a weights file "
             f"(artdet train --weights PATH) or a registered model (artdet jobs start --base-model NAME)"

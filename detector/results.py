@@ -16,7 +16,7 @@ class Detection:
 
     def to_json(self) -> dict[str, Any]:
         return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4), "label": self.label,
-                "description": self.description}
+                "label_id": self.label_id, "description": self.description}
 
     def to_text(self) -> str:
         x1, y1, x2, y2 = self.box

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.torch_data import TorchDetectionDataset
+from artdet.detector.torch_data import TorchDetectionDataset
 
 # A mean divergence of KL_SCALE nats per channel reads as similarity 1/e. Measured with the transfer
 # experiment's domain-A detector: domain A 0.018 nats, B-similar 0.073, B-painting 0.100; this scale puts the

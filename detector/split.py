@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from detector.dataset import DetectionDataset
+from artdet.detector.dataset import DetectionDataset
 
 
 def split_dataset(dataset: DetectionDataset, val_fraction: float = 0.2, seed: int = 0):

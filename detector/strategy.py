@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.architectures import Architecture
-from detector.config import TrainConfig
+from artdet.detector.architectures import Architecture
+from artdet.detector.config import TrainConfig
 
 
 @dataclass

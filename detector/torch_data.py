@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from detector.dataset import DetectionDataset
-from detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_image
+from artdet.detector.dataset import DetectionDataset
+from artdet.detector.images import DEFAULT_MAX_PIXELS, ImageSize, decode_image
 
 
 def shrink_to_fit(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:

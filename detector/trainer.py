@@ -20,14 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR
 from torch.utils.data import DataLoader
 
-from detector.architectures import Architecture
-from detector.checkpoint import capture_rng, restore_rng
-from detector.config import TrainConfig
-from detector.distributed import DistContext, reduce_mean
-from detector.errors import ArtdetError
-from detector.events import new_event
-from detector.freezing import configure_trainable
-from detector.strategy import Stage
+from artdet.detector.architectures import Architecture
+from artdet.detector.checkpoint import capture_rng, restore_rng
+from artdet.detector.config import TrainConfig
+from artdet.detector.distributed import DistContext, reduce_mean
+from artdet.detector.errors import ArtdetError
+from artdet.detector.events import new_event
+from artdet.detector.freezing import configure_trainable
+from artdet.detector.strategy import Stage
 
 
 class TrainingDivergedError(ArtdetError):
@@ -176,6 +176,7 @@ class Trainer:
         # what an epoch costs besides its steps (evaluation, checkpoints): the last one measured, or before the
         # first, the caller's estimate (the baseline evaluation's time)
         self.epoch_overhead_seconds = 0.0
+        self.tail_seconds = 0.0  # work after the last epoch that the ETA includes (a job's export), set by a hook
         self.data_wait_seconds = 0.0
         self.step_compute_seconds = 0.0
 
@@ -273,7 +274,7 @@ class Trainer:
                              epoch=self.state.epoch + 1, step=step_in_epoch + 1, steps_per_epoch=limit,
                              iteration=self.state.iteration, losses=losses, lr=self.optimizer.param_groups[0]["lr"],
                              images=len(images),
-                             eta_seconds=round(remaining * self.step_seconds
+                             eta_seconds=round(remaining * self.step_seconds + self.tail_seconds
                                                + self.remaining_epochs() * self.epoch_overhead_seconds, 1))
             self._call("after_step")
 

@@ -6,12 +6,15 @@ Run directory layout:
     checkpoints/best.pt          the model with the best validation mAP (input to export / retraining)
     metrics.json                 baseline, per-epoch, final, per-class AP, strategy decision, warm start
     events.jsonl                 every training event, one JSON object per line
-    tensorboard/                 TensorBoard curves
+    tensorboard/                 TensorBoard curves, per-class AP, hparams, the plots as images
+    best_evaluation.json         best.pt evaluated again: precision-recall curves, detections on a few val images
+    results.png, per_class_ap.png, pr_curves.png, val_predictions.png   plots.py draws them from the files above
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,24 +24,26 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from detector.architectures import Architecture, get_architecture
-from detector.augment import build_train_transform
-from detector.checkpoint import load_torch, seed_everything
-from detector.files import save_json
-from detector.config import TrainConfig
-from detector.dataset import DetectionDataset
-from detector.distributed import DistContext, broadcast_from_main, init_distributed, shutdown
-from detector.evaluate import evaluate_model
-from detector.events import EVENTS_FILE
-from detector.hooks import BestCheckpointHook, EarlyStoppingHook, EvaluationHook, PeriodicCheckpointHook
-from detector.models import StartingPoint, build_model, checkpoint_payload, model_from_payload, model_kwargs
-from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
-from detector.split import split_dataset
-from detector.strategy import StrategyDecision, decide_auto, manual_decision
-from detector.torch_data import TorchDetectionDataset, train_loader
-from detector.trainer import EventStorage, EventWriter, Hook, Trainer
-from detector.writers import ConsoleWriter, EventLogWriter, TensorBoardWriter
-from detector.voc import load_annotations
+from artdet.detector.architectures import Architecture, get_architecture
+from artdet.detector.augment import build_train_transform
+from artdet.detector.checkpoint import load_torch, seed_everything
+from artdet.detector.files import save_json
+from artdet.detector.coco_eval import evaluate_detections
+from artdet.detector.config import SCORE_THRESHOLD, TrainConfig
+from artdet.detector.dataset import DetectionDataset
+from artdet.detector.distributed import DistContext, broadcast_from_main, init_distributed, shutdown
+from artdet.detector.evaluate import evaluate_model, predict
+from artdet.detector.events import EVENTS_FILE
+from artdet.detector.hooks import BestCheckpointHook, EarlyStoppingHook, EvaluationHook, PeriodicCheckpointHook
+from artdet.detector.models import StartingPoint, build_model, checkpoint_payload, model_from_payload, model_kwargs
+from artdet.detector.plots import BEST_EVALUATION_FILE, DRAWN_IMAGES, draw_run_plots
+from artdet.detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
+from artdet.detector.split import split_dataset
+from artdet.detector.strategy import StrategyDecision, decide_auto, manual_decision
+from artdet.detector.torch_data import TorchDetectionDataset, train_loader
+from artdet.detector.trainer import EventStorage, EventWriter, Hook, Trainer
+from artdet.detector.writers import ConsoleWriter, EventLogWriter, TensorBoardWriter
+from artdet.detector.voc import load_annotations
 
 
 def load_datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:
@@ -186,7 +191,8 @@ def build_trainer(run: Run, progress: bool, extra_hooks: Iterable[Hook] = ()) ->
     config, ctx, record = run.config, run.ctx, run.record
     writers: list[EventWriter] = []
     if ctx.is_main:
-        writers = [EventLogWriter(run.run_dir / EVENTS_FILE), TensorBoardWriter(run.run_dir / "tensorboard")]
+        writers = [EventLogWriter(run.run_dir / EVENTS_FILE),
+                   TensorBoardWriter(run.run_dir / "tensorboard", hparams=config.to_dict())]
         if progress:
             writers.insert(0, ConsoleWriter())
     storage = EventStorage(writers)
@@ -221,8 +227,39 @@ def build_trainer(run: Run, progress: bool, extra_hooks: Iterable[Hook] = ()) ->
     return trainer
 
 
+def write_best_evaluation(run: Run) -> None:
+    """best_evaluation.json: best.pt evaluated again (into the run's model), with what metrics.json leaves out:
+    its precision-recall curves and its detections on the first validation images, as Detect would return them."""
+    best = run.run_dir / "checkpoints" / "best.pt"
+    if not best.is_file():
+        return
+    run.model.load_state_dict(load_torch(best)["model"])
+    data = TorchDetectionDataset(run.val_set, transform=None, max_side=run.max_side)
+    detections = predict(run.model, data, run.ctx.device, run.config.workers)
+    drawn = [{"image_id": d.image_id,
+              "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4), "label_id": label}
+                             for box, score, label in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist())
+                             if score >= SCORE_THRESHOLD]}
+             for d in detections[:DRAWN_IMAGES]]
+    save_json({"checkpoint": "best.pt", "score_threshold": SCORE_THRESHOLD,
+               "metrics": evaluate_detections(run.val_set, detections, pr_curves=True), "predictions": drawn},
+              run.run_dir / BEST_EVALUATION_FILE)
+
+
+def write_plots(run: Run) -> list[str]:
+    """The run's plots (the names of those drawn). A failure is reported, not raised: it must not undo a run
+    whose checkpoints and metrics.json are written."""
+    try:
+        write_best_evaluation(run)
+        return draw_run_plots(run.run_dir, run.val_set)
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the trained model stands
+        print(f"artdet: the run's plots were not drawn: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return []
+
+
 def write_summary(run: Run, trainer: Trainer) -> dict[str, Any]:
-    """metrics.json: baseline, every epoch's evaluation, the best (final) one, the strategy and timing."""
+    """metrics.json (baseline, every epoch's evaluation, the best (final) one, the strategy and timing), then the
+    plots, then the summary event (TensorBoard adds the run's hparams and plots on it)."""
     record, storage = run.record, trainer.storage
     best = storage.best or {}
     compute = trainer.data_wait_seconds + trainer.step_compute_seconds
@@ -243,8 +280,10 @@ def write_summary(run: Run, trainer: Trainer) -> dict[str, Any]:
     }
     if run.ctx.is_main:
         save_json(summary, run.run_dir / "metrics.json")
-        storage.put("summary", summary={k: summary[k] for k in ("run_id", "final", "baseline", "strategy",
-                                                                "improvement_map", "warm_started_classes")})
+        plots = write_plots(run)
+        storage.put("summary", summary={**{k: summary[k] for k in ("run_id", "final", "baseline", "strategy",
+                                                                   "improvement_map", "warm_started_classes")},
+                                        "plots": plots})
     return summary
 
 

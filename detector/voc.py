@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from detector.dataset import (DatasetValidationError, DetectionDataset, NameTree, Problem, file_name_problem,
+from artdet.detector.dataset import (DatasetValidationError, DetectionDataset, NameTree, Problem, file_name_problem,
                               load_coco, normalize_file_name)
-from detector.errors import show
+from artdet.detector.errors import show
 
 _INVALID = object()  # a value that is present but not a finite number
 
@@ -57,6 +57,9 @@ def _read_one(where: str, content: bytes, image_id: int, problems: list[Problem]
     if not file_name:
         problems.append(Problem(where, "missing <filename>"))
         return
+    folder = PurePosixPath(where).parent
+    if folder.name and _text(root, "folder") == folder.name:  # Annotations/S/x.xml of JPEGImages/S/x.jpg
+        file_name = f"{folder}/{file_name}"
     problem = file_name_problem(file_name)
     if problem is not None:
         problems.append(Problem(where, f"<filename>: {problem}"))
@@ -142,7 +145,8 @@ def voc_to_coco(annotation_dir: str | Path, image_dir: str | Path | None = None)
     """Read every `*.xml` under `annotation_dir`; returns (COCO dict, image root).
 
     Images are looked up by each file's `<filename>` in `image_dir` (default: a sibling `JPEGImages`
-    folder when present, else the annotation folder). Malformed files are reported together.
+    folder when present, else the annotation folder); a file in a sub-folder whose `<folder>` names that
+    sub-folder (People-Art's `Annotations/<style>/`) has its image in the same sub-folder of `image_dir`. Malformed files are reported together.
     """
     annotation_dir = Path(annotation_dir)
     if image_dir is None:

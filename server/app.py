@@ -5,9 +5,11 @@ worker processes."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import os
 import signal
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -20,13 +22,13 @@ from grpc_reflection.v1alpha import reflection
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.errors import FailedPrecondition
-from server.auth import AuthInterceptor, load_tokens
-from server.detection_service import DetectionServicer
-from server.guard import RequestGuard
-from server.memory import return_large_buffers_to_the_os
-from server.metrics import MetricsInterceptor, ServerMetrics
-from server.model_repository import ModelRepository
+from artdet.detector.errors import FailedPrecondition
+from artdet.server.auth import TOKENS_ENV, AuthInterceptor, load_tokens
+from artdet.server.detection_service import DetectionServicer
+from artdet.server.guard import RequestGuard
+from artdet.server.memory import return_large_buffers_to_the_os
+from artdet.server.metrics import MetricsInterceptor, ServerMetrics
+from artdet.server.model_repository import ModelRepository
 
 log = logging.getLogger("artdet.server")
 
@@ -38,6 +40,7 @@ class ServerConfig:
     port: int = 50051
     model_dir: str | None = None  # Detect-only replica serving this models directory
     tokens_file: str | None = None
+    insecure: bool = False  # allow no tokens on an address beyond loopback
     tls_cert: str | None = None
     tls_key: str | None = None
     max_message_mb: int = 32
@@ -56,6 +59,26 @@ class ServerConfig:
     metrics_port: int = 0  # 0: no Prometheus endpoint
     refresh_seconds: float = 2.0  # Detect-only replicas re-read active.json this often
     min_free_mb: int = 500  # below this much free space under data_dir, uploads and new jobs are refused
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is this machine's loopback (127.0.0.1, ::1, localhost)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+
+
+def server_tokens(config: ServerConfig) -> dict[str, set[str]]:
+    """The bearer tokens. None at all is refused on an address other machines can reach, unless `insecure`
+    says so; on loopback the auth interceptor only warns."""
+    tokens = load_tokens(config.tokens_file)
+    if not tokens and not config.insecure and not is_loopback(config.host):
+        raise ValueError(f"--host {config.host} is reachable from other machines and no tokens are configured: "
+                         f"give --tokens-file FILE or set {TOKENS_ENV}, or pass --insecure to serve without "
+                         "authentication")
+    return tokens
 
 
 class _DetectOnlyReplica(grpc.ServerInterceptor):
@@ -109,14 +132,14 @@ class ArtdetServer:
     @classmethod
     def full(cls, config: ServerConfig) -> ArtdetServer:
         """Every service, over the data directory; training jobs run in worker processes."""
-        from server.dataset_service import DatasetServicer
-        from server.jobs import JobRunner
-        from server.model_registry import register_model
-        from server.model_service import ModelServicer
-        from server.store import Store
-        from server.training_service import TrainingServicer
+        from artdet.server.dataset_service import DatasetServicer
+        from artdet.server.jobs import JobRunner
+        from artdet.server.model_registry import register_model
+        from artdet.server.model_service import ModelServicer
+        from artdet.server.store import Store
+        from artdet.server.training_service import TrainingServicer
 
-        tokens = load_tokens(config.tokens_file)
+        tokens = server_tokens(config)
         store = Store(config.data_dir, config.min_free_mb)
         server = cls(config, tokens, Path(config.data_dir) / "models", f"data in {Path(config.data_dir).resolve()}")
         runner = JobRunner(store, config.job_concurrency, register=functools.partial(register_model, store))
@@ -134,7 +157,7 @@ class ArtdetServer:
     @classmethod
     def replica(cls, config: ServerConfig) -> ArtdetServer:
         """Detect alone, from `config.model_dir`, picking up activations from its active.json files."""
-        tokens = load_tokens(config.tokens_file)
+        tokens = server_tokens(config)
         models_root = Path(config.model_dir)
         if not models_root.is_dir():
             raise FileNotFoundError(f"--model-dir: {models_root} is not a directory")

@@ -8,11 +8,11 @@ import grpc
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.errors import ArtdetError, Cancelled, InvalidArgument
-from server.errors import rpc_errors
-from server.ingest import ingest_dataset
-from server.names import check_name
-from server.store import DatasetRow, Store
+from artdet.detector.errors import ArtdetError, Cancelled, InvalidArgument
+from artdet.server.errors import rpc_errors
+from artdet.server.ingest import ingest_dataset
+from artdet.server.names import check_name
+from artdet.server.store import DatasetRow, Store
 
 
 def dataset_message(row: DatasetRow, reused: bool = False) -> pb.Dataset:

@@ -6,10 +6,10 @@ import time
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.config import DETECTIONS_PER_IMAGE, SCORE_THRESHOLD
-from detector.errors import ArtdetError, DeadlineExceeded, InvalidArgument
-from server.errors import rpc_errors, status_of
-from server.model_repository import ModelRepository
+from artdet.detector.config import DETECTIONS_PER_IMAGE, SCORE_THRESHOLD
+from artdet.detector.errors import ArtdetError, DeadlineExceeded, InvalidArgument
+from artdet.server.errors import rpc_errors, status_of
+from artdet.server.model_repository import ModelRepository
 
 MAX_DETECTIONS_LIMIT = 1000
 MAX_CLASS_FILTER = 256

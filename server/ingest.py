@@ -11,12 +11,12 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from artdet.v1 import artdet_pb2 as pb
-from detector.dataset import NameTree, check_coco_structure, check_file_name, load_coco, parse_json
-from detector.errors import Cancelled, InvalidArgument, ResourceExhausted, show
-from detector.files import is_disk_full
-from detector.voc import voc_files_to_coco
-from server.names import check_name
-from server.store import DatasetRow, Store
+from artdet.detector.dataset import NameTree, check_coco_structure, check_file_name, load_coco, parse_json
+from artdet.detector.errors import Cancelled, InvalidArgument, ResourceExhausted, show
+from artdet.detector.files import is_disk_full
+from artdet.detector.voc import voc_files_to_coco
+from artdet.server.names import check_name
+from artdet.server.store import DatasetRow, Store
 
 
 class _ImageWriter:

@@ -1,6 +1,6 @@
 """One training job in its own process: train (or resume), export ONNX with the parity check, report.
 
-    ARTDET_SERVER_PID=<pid> python -m server.job_worker RUN_DIR
+    ARTDET_SERVER_PID=<pid> python -m artdet.server.job_worker RUN_DIR
 
 Reads RUN_DIR/job.json ({"config": TrainConfig dict, ...}); writes RUN_DIR/result.json. Events go to
 RUN_DIR/events.jsonl through the engine's event log, which the server's WatchJob streams.
@@ -20,9 +20,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from detector.errors import ArtdetError, DiskFull
-from detector.events import append_event
-from detector.files import is_disk_full, save_json
+from artdet.detector.errors import ArtdetError, DiskFull
+from artdet.detector.events import append_event
+from artdet.detector.files import is_disk_full, save_json
 
 SERVER_PID_ENV = "ARTDET_SERVER_PID"
 EXIT_DISK_FULL = 28
@@ -43,11 +43,11 @@ def die_with_parent(server_pid: int | None) -> bool:
 
 def _fault_hooks() -> list:
     """Crash-test hook (server/faults.py): the first checkpoint of stage 2 takes worker and server down."""
-    from server.faults import FAULT_ENV, fault_point
+    from artdet.server.faults import FAULT_ENV, fault_point
 
     if os.environ.get(FAULT_ENV) != "checkpoint-saved":
         return []
-    from detector.trainer import Hook
+    from artdet.detector.trainer import Hook
 
     class CheckpointFault(Hook):
         order = Hook.SAVE + 2  # right after last.pt is written
@@ -60,19 +60,21 @@ def _fault_hooks() -> list:
 
 
 def run(run_dir: Path) -> dict:
-    from detector.config import TrainConfig
-    from detector.export import export_onnx
-    from detector.training import load_datasets, train
+    from artdet.detector.config import TrainConfig
+    from artdet.detector.export import export_onnx, parity_images
+    from artdet.detector.hooks import ExportEstimateHook
+    from artdet.detector.training import load_datasets, train
 
     job = json.loads((run_dir / "job.json").read_text())
     config = TrainConfig.from_dict(job["config"])
-    hooks = _fault_hooks()
+    val = load_datasets(config)[1]
+    hooks = [*_fault_hooks(), ExportEstimateHook(len(val.images), len(parity_images(val)))]
     if (run_dir / "checkpoints" / "last.pt").is_file():
         summary = train(None, run_dir, resume=True, progress=False, extra_hooks=hooks)
     else:
         summary = train(config, run_dir, progress=False, extra_hooks=hooks)
     append_event(run_dir, "exporting")
-    exported = export_onnx(run_dir, run_dir / "model.onnx", load_datasets(config)[1])
+    exported = export_onnx(run_dir, run_dir / "model.onnx", val)
     append_event(run_dir, "exported", parity=exported["parity"])
     return {"summary": summary, "export": exported}
 

@@ -4,7 +4,8 @@ A worker runs in its own session (so a cancel reaches its DataLoader workers too
 parent-death signal at startup (server/job_worker.py): no Python runs between fork and exec here, which a
 threaded gRPC process cannot afford (preexec_fn). At the next start, jobs that were running are queued
 first again and resume from their last checkpoint; one whose model was already exported (result.json,
-model.onnx, parity passed) is registered without a worker.
+model.onnx, parity passed) is registered without a worker. A succeeded job keeps best.pt (for retraining)
+and drops last.pt and its model.onnx (the registered model is a copy of it).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from detector.errors import ArtdetError, FailedPrecondition, redact_paths
-from detector.events import append_event
-from detector.files import is_disk_full
-from server.faults import fault_point
-from server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
-from server.store import JOB_STATES, DatasetRow, JobRow, Store
+from artdet.detector.errors import ArtdetError, FailedPrecondition, redact_paths
+from artdet.detector.events import append_event
+from artdet.detector.files import is_disk_full
+from artdet.server.faults import fault_point
+from artdet.server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
+from artdet.server.store import JOB_STATES, DatasetRow, JobRow, Store
 
 log = logging.getLogger("artdet.jobs")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -47,6 +48,13 @@ def exported_result(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(parity, dict) or parity.get("failures"):
         return None
     return result
+
+
+def trim_succeeded_run(run_dir: Path) -> None:
+    """What a registered job no longer needs: the resume checkpoint and its copy of the registered ONNX.
+    best.pt stays, for retraining the model (base_model)."""
+    for name in ("checkpoints/last.pt", "model.onnx"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -80,6 +88,8 @@ class JobRunner:
             note = ("server restarted; registering the model exported before the restart"
                     if exported_result(job.run_dir) else "server restarted; resuming from the last checkpoint")
             append_event(job.run_dir, "restarted", note=note)
+        for job in self.store.list_jobs("succeeded"):  # one that succeeded just before a crash
+            trim_succeeded_run(job.run_dir)
         self._thread.start()
 
     def stop(self) -> None:
@@ -176,7 +186,7 @@ class JobRunner:
             # no preexec_fn: the worker sets its own parent-death signal (server/job_worker.py). That signal
             # follows the thread that forked it, so workers are started only from the runner's own thread,
             # which lives as long as the runner does.
-            process = subprocess.Popen([sys.executable, "-m", "server.job_worker", str(job.run_dir)],
+            process = subprocess.Popen([sys.executable, "-m", "artdet.server.job_worker", str(job.run_dir)],
                                        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                        env=env, cwd=Path(__file__).resolve().parents[1])
         except Exception as exc:
@@ -234,6 +244,7 @@ class JobRunner:
             self.store.update_job(job.id, state="succeeded", model_version=version, finished_at=time.time())
             append_event(job.run_dir, "registered", model_name=job.model_name, model_version=version)
             append_event(job.run_dir, "finished", state="succeeded")
+            trim_succeeded_run(job.run_dir)
             return
         error = result.get("error") or ""
         if not error and returncode == EXIT_DISK_FULL:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detector.errors import InvalidArgument
-from detector.model_card import ModelCard
-from server.model_repository import ModelRepository
-from server.names import check_name
-from server.store import JobRow, Store
+from artdet.detector.errors import InvalidArgument
+from artdet.detector.model_card import ModelCard
+from artdet.server.model_repository import ModelRepository
+from artdet.server.names import check_name
+from artdet.server.store import JobRow, Store
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
-from detector.files import save_json
-from detector.images import PixelBudget
-from detector.inference import Detector
-from server.names import check_name
-from server.faults import fault_point
+from artdet.detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
+from artdet.detector.files import save_json
+from artdet.detector.images import PixelBudget
+from artdet.detector.inference import Detector
+from artdet.server.names import check_name
+from artdet.server.faults import fault_point
 
 
 def read_active(root: Path, name: str) -> dict:

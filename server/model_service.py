@@ -8,11 +8,11 @@ from typing import Callable
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.errors import InvalidArgument, PermissionDenied
-from server.errors import rpc_errors
-from server.model_repository import ModelRepository
-from server.names import check_name
-from server.store import ModelRow, Store
+from artdet.detector.errors import InvalidArgument, PermissionDenied
+from artdet.server.errors import rpc_errors
+from artdet.server.model_repository import ModelRepository
+from artdet.server.names import check_name
+from artdet.server.store import ModelRow, Store
 
 DOWNLOAD_CHUNK = 1 << 20
 MAX_DESCRIPTION_CHARS = 2000  # every Detect response carries it, once per box

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from detector.errors import InvalidArgument, show
+from artdet.detector.errors import InvalidArgument, show
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from detector.errors import DataCorrupted, DiskFull, FailedPrecondition, NotFound
-from detector.files import durable_rename, free_mb, fsync_dir, is_disk_full, publish_permissions, save_json
-from server.faults import fault_point
-from server.names import NAME_PATTERN
+from artdet.detector.errors import DataCorrupted, DiskFull, FailedPrecondition, NotFound
+from artdet.detector.files import durable_rename, free_mb, fsync_dir, is_disk_full, publish_permissions, save_json
+from artdet.server.faults import fault_point
+from artdet.server.names import NAME_PATTERN
 
 log = logging.getLogger("artdet.store")
 
@@ -502,6 +502,20 @@ class Store:
     def list_jobs(self, state: str = "") -> list[JobRow]:
         rows = self._query("SELECT * FROM jobs WHERE (? = '' OR state = ?) ORDER BY seq", state, state)
         return [self._job(r) for r in rows]
+
+    def delete_job(self, job_id: str) -> int:
+        """Remove an ended job's row and run folder; the bytes freed. Its registered models stay."""
+        with self.transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"job {job_id!r} not found")
+            if row["state"] in ACTIVE_JOB_STATES:
+                raise FailedPrecondition(f"job {job_id} is {row['state']}; cancel it first")
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        folder = self.run_dir(job_id)
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+        self._discard(folder)
+        return size
 
     # models ------------------------------------------------------------------------------------
     def model_dir(self, name: str, version: int) -> Path:

@@ -9,15 +9,15 @@ from typing import Any, Iterator
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA, FieldSpec, TrainConfig
-from detector.errors import InvalidArgument
-from detector.events import read_events
-from server.errors import rpc_errors
-from server.jobs import TERMINAL, JobRunner
-from server.model_registry import resolve_base_model
-from server.model_repository import ModelRepository
-from server.names import check_name
-from server.store import JobRow, Store
+from artdet.detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA, FieldSpec, TrainConfig
+from artdet.detector.errors import InvalidArgument
+from artdet.detector.events import read_events
+from artdet.server.errors import rpc_errors
+from artdet.server.jobs import TERMINAL, JobRunner
+from artdet.server.model_registry import resolve_base_model
+from artdet.server.model_repository import ModelRepository
+from artdet.server.names import check_name
+from artdet.server.store import JobRow, Store
 
 STATES = {"queued": pb.JOB_STATE_QUEUED, "running": pb.JOB_STATE_RUNNING, "succeeded": pb.JOB_STATE_SUCCEEDED,
           "failed": pb.JOB_STATE_FAILED, "cancelled": pb.JOB_STATE_CANCELLED}
@@ -158,6 +158,10 @@ class TrainingServicer(rpc.TrainingServiceServicer):
     @rpc_errors
     def CancelJob(self, request, context):
         return job_message(self.runner.cancel(request.id))
+
+    @rpc_errors
+    def DeleteJob(self, request, context):
+        return pb.DeleteJobResponse(freed_bytes=self.store.delete_job(request.id))
 
     @rpc_errors
     def WatchJob(self, request, context):

@@ -23,7 +23,7 @@ def torch_home(tmp_path_factory) -> Path:
     so `--weights coco` runs torchvision's real loading path offline."""
     import torch
 
-    from detector.architectures import get_architecture
+    from artdet.detector.architectures import get_architecture
 
     home = tmp_path_factory.mktemp("torch_home")
     os.environ["TORCH_HOME"] = str(home)
@@ -39,7 +39,7 @@ def torch_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory) -> dict[str, Path]:
     """Small synthetic train / val sets: two classes, one shape per image."""
-    from tools.experiments.synthetic import write_shapes_dataset
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
 
     root = tmp_path_factory.mktemp("shapes")
     return {
@@ -61,7 +61,7 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
 
 def artdet(*args: str, env: dict | None = None, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would."""
-    result = subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "artdet.tools.cli", *map(str, args)], cwd=ROOT, capture_output=True,
                             text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"artdet {' '.join(map(str, args))} failed ({result.returncode}):\n"
@@ -72,9 +72,9 @@ def artdet(*args: str, env: dict | None = None, check: bool = True, timeout: int
 @pytest.fixture(scope="session")
 def overfit_run(tmp_path_factory, torch_home) -> Path:
     """A model trained until it knows a tiny synthetic set (shared by the training, export and detect tests)."""
-    from detector.config import TrainConfig
-    from tools.experiments.synthetic import write_shapes_dataset
-    from detector.training import train
+    from artdet.detector.config import TrainConfig
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
+    from artdet.detector.training import train
 
     root = tmp_path_factory.mktemp("overfit")
     data = write_shapes_dataset(root, images=16, seed=3, size=(128, 96), name="train.json")
@@ -89,8 +89,8 @@ def overfit_run(tmp_path_factory, torch_home) -> Path:
 @pytest.fixture(scope="session")
 def overfit_export(overfit_run, tmp_path_factory) -> dict:
     """The overfit model exported to ONNX once per session: {"path", "result", "data"}."""
-    from detector.dataset import load_coco
-    from detector.export import export_onnx
+    from artdet.detector.dataset import load_coco
+    from artdet.detector.export import export_onnx
 
     data = load_coco(overfit_run.parent / "train.json")
     out = tmp_path_factory.mktemp("export") / "shapes.onnx"
@@ -116,7 +116,7 @@ class ServerProcess:
     def start(self, port: int = 0) -> "ServerProcess":
         import time
 
-        args = [sys.executable, "-m", "tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(port),
+        args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(port),
                 *self.extra]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=self.log.open("ab"), text=True)
@@ -146,13 +146,13 @@ class ServerProcess:
                 self.kill()
 
     def connect(self, role: str = "admin"):
-        from tools.client import connect
+        from artdet.tools.client import connect
 
         return connect(self.address, TOKENS[role] if role else None)
 
 
 def write_shapes_for_server(root: Path, images: int = 8, seed: int = 11) -> Path:
-    from tools.experiments.synthetic import write_shapes_dataset
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
 
     return write_shapes_dataset(root, images=images, seed=seed, name="annotations.json")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.coco_eval import ImageDetections, evaluate_detections
-from detector.dataset import load_coco
-from tools.experiments.synthetic import write_shapes_dataset
+from artdet.detector.coco_eval import ImageDetections, evaluate_detections
+from artdet.detector.dataset import load_coco
+from artdet.tools.experiments.synthetic import write_shapes_dataset
 
 
 def _ground_truth_as_detections(dataset) -> list[ImageDetections]:

@@ -16,10 +16,10 @@ import grpc
 import pytest
 
 from artdet.v1 import artdet_pb2 as pb
-from detector.config import TrainConfig
-from detector.errors import InvalidArgument
-from server.store import DatasetRow, JobRow
-from server.training_service import TrainingServicer, config_from_parameters
+from artdet.detector.config import TrainConfig
+from artdet.detector.errors import InvalidArgument
+from artdet.server.store import DatasetRow, JobRow
+from artdet.server.training_service import TrainingServicer, config_from_parameters
 from tests.conftest import ROOT
 
 INT32_MAX = 2**31 - 1
@@ -103,8 +103,8 @@ def start_job(root: Path, parameters: pb.TrainingParameters | None = None, **req
 # 8: validation is torch-free ---------------------------------------------------------------------------------
 
 def test_arch_table_is_torch_free_and_matches_the_architectures():
-    from detector.architectures import ARCHITECTURES
-    from detector.config import ARCH_BACKBONE_STAGES, ARCH_NAMES
+    from artdet.detector.architectures import ARCHITECTURES
+    from artdet.detector.config import ARCH_BACKBONE_STAGES, ARCH_NAMES
 
     assert set(ARCH_NAMES) == set(ARCHITECTURES)
     assert {name: ARCHITECTURES[name].num_backbone_stages for name in ARCH_NAMES} == ARCH_BACKBONE_STAGES
@@ -115,7 +115,7 @@ def test_start_job_validation_does_not_import_torch(tmp_path):
         import sys
         from pathlib import Path
         from artdet.v1 import artdet_pb2 as pb
-        from server.training_service import config_from_parameters
+        from artdet.server.training_service import config_from_parameters
         from tests.test_config import start_job
 
         params = pb.TrainingParameters(arch="fasterrcnn_resnet50_fpn", lr=0.02, trainable_backbone_layers=5,
@@ -202,7 +202,7 @@ def test_start_job_accepts_sensible_parameters_unchanged(tmp_path):
 
 
 def test_every_parameter_declares_its_range_once():
-    from detector.config import AUGMENT_SCHEMA, TRAIN_SCHEMA
+    from artdet.detector.config import AUGMENT_SCHEMA, TRAIN_SCHEMA
 
     assert set(TRAIN_SCHEMA) == {f.name for f in dataclasses.fields(TrainConfig)}
     for spec in [*TRAIN_SCHEMA.values(), *AUGMENT_SCHEMA.values()]:
@@ -301,7 +301,7 @@ def test_base_model_starts_from_its_checkpoint(tmp_path):
 # the command lines derive their options from the schema -------------------------------------------------------
 
 def _subparser(*path: str) -> argparse.ArgumentParser:
-    from tools.cli import build_parser
+    from artdet.tools.cli import build_parser
 
     parser = build_parser()
     for name in path:
@@ -316,7 +316,7 @@ def _help_of(parser: argparse.ArgumentParser, dest: str) -> str:
 
 
 def test_artdet_train_help_shows_ranges_choices_and_defaults():
-    from detector.config import TRAIN_SCHEMA
+    from artdet.detector.config import TRAIN_SCHEMA
 
     parser = _subparser("train")
     assert "--lr" in parser.format_help()
@@ -337,7 +337,7 @@ def test_artdet_train_help_shows_ranges_choices_and_defaults():
 
 
 def test_artdet_train_options_reach_the_same_validation(tmp_path):
-    from detector.cli import train_config_from_args
+    from artdet.detector.cli import train_config_from_args
 
     parser = _subparser("train")
     config = train_config_from_args(parser.parse_args(["--train", "a.json", "--lr", "nan"]))
@@ -352,7 +352,7 @@ def test_artdet_train_options_reach_the_same_validation(tmp_path):
 
 
 def test_jobs_start_offers_only_what_a_remote_caller_may_set(tmp_path):
-    from tools.service_commands import training_parameters
+    from artdet.tools.service_commands import training_parameters
 
     parser = _subparser("jobs", "start")
     dests = {a.dest for a in parser._actions}
@@ -373,7 +373,7 @@ def test_jobs_start_offers_only_what_a_remote_caller_may_set(tmp_path):
 
 
 def test_artdet_train_refuses_a_bad_option_before_touching_the_run(tmp_path, capsys):
-    from tools.cli import main
+    from artdet.tools.cli import main
 
     run = tmp_path / "run"
     run.mkdir()

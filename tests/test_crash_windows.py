@@ -19,9 +19,9 @@ import grpc
 import pytest
 from PIL import Image
 
+from artdet.tools.client import push_dataset
 from artdet.v1 import artdet_pb2 as pb
 from tests.conftest import TINY_ARCH, ServerProcess, write_shapes_for_server
-from tools.client import push_dataset
 
 TINY = pb.TrainingParameters(arch=TINY_ARCH, stage1_epochs=1, stage2_epochs=1, max_size=128, max_iters_per_epoch=2,
                              batch_size=2, extra={"workers": "0"})

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from detector.dataset import DatasetValidationError, load_coco
-from detector.split import split_dataset
-from detector.voc import voc_to_coco
+from artdet.detector.dataset import DatasetValidationError, load_coco
+from artdet.detector.split import split_dataset
+from artdet.detector.voc import load_annotations, voc_to_coco
 
 
 def _jpeg(path: Path, size=(100, 80), mode="RGB") -> None:
@@ -138,6 +138,27 @@ def test_pascal_voc_folder(tmp_path):
         voc_to_coco(tmp_path / "Annotations")
 
 
+def test_a_voc_tree_with_style_folders_finds_its_images_in_the_same_folders(tmp_path):
+    """People-Art's layout (README sample data): Annotations/<style>/<name>.jpg.xml with <folder><style>,
+    images in JPEGImages/<style>/<name>.jpg; a LabelImg file beside flat images keeps its <folder> unused."""
+    for style, name in (("ArtDeco", "erte_gluttony.jpg"), ("Cubism", "erte_gluttony.jpg")):
+        _jpeg(tmp_path / "JPEGImages" / style / name, (370, 500))
+        (tmp_path / "Annotations" / style).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "Annotations" / style / f"{name}.xml").write_text(
+            f"<annotation><folder>{style}</folder><filename>{name}</filename><size><width>370</width>"
+            "<height>500</height><depth>3</depth></size><object><name>person</name><difficult>0</difficult>"
+            "<bndbox><xmin>77</xmin><ymin>284</ymin><xmax>289</xmax><ymax>402</ymax></bndbox></object></annotation>")
+    dataset = load_annotations(str(tmp_path / "Annotations"))
+    assert [image.file_name for image in dataset.images] == ["ArtDeco/erte_gluttony.jpg", "Cubism/erte_gluttony.jpg"]
+    assert dataset.class_names == ["person"] and len(list(dataset.all_boxes())) == 2
+    flat = tmp_path / "labelimg" / "images"
+    _jpeg(flat / "p1.jpg", (40, 40))
+    (flat / "p1.xml").write_text("<annotation><folder>images</folder><filename>p1.jpg</filename><object><name>a"
+                                 "</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+                                 "</object></annotation>")
+    assert [image.file_name for image in load_annotations(str(flat)).images] == ["p1.jpg"]
+
+
 def test_seeded_split_puts_every_class_on_both_sides(tmp_path):
     names = ["a", "b", "c", "d"]
     images, annotations = [], []
@@ -160,7 +181,7 @@ def test_seeded_split_puts_every_class_on_both_sides(tmp_path):
 
 
 def test_statistics(tmp_path):
-    from tools.experiments.synthetic import write_shapes_dataset
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
 
     path = write_shapes_dataset(tmp_path, images=6, seed=0)
     stats = load_coco(path).statistics()
@@ -246,7 +267,7 @@ def test_a_class_missing_from_the_file_cannot_be_referenced(tmp_path):
 
 
 def test_structure_check_needs_no_image_files():
-    from detector.dataset import check_coco_structure
+    from artdet.detector.dataset import check_coco_structure
 
     coco = {"categories": [{"id": 1, "name": "person"}],
             "images": [{"id": 1, "file_name": "not/there.jpg"}, {"id": 2, "file_name": "../up.jpg"}],

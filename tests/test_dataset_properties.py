@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from detector.dataset import DatasetValidationError, DetectionDataset, check_coco_structure, load_coco, parse_json
-from detector.errors import InvalidArgument
-from detector.voc import voc_files_to_coco, voc_to_coco
+from artdet.detector.dataset import DatasetValidationError, DetectionDataset, check_coco_structure, load_coco, parse_json
+from artdet.detector.errors import InvalidArgument
+from artdet.detector.voc import voc_files_to_coco, voc_to_coco
 
 # ARTDET_PROPERTY_EXAMPLES=5000 for a longer hunt
 SETTINGS = settings(max_examples=int(os.environ.get("ARTDET_PROPERTY_EXAMPLES", 200)), deadline=None,

@@ -20,9 +20,9 @@ import psutil
 import pytest
 from PIL import Image
 
+from artdet.tools.bench.fuzz import png_of_zeros
 from artdet.v1 import artdet_pb2 as pb
 from tests.conftest import ROOT, ServerProcess
-from tools.bench.fuzz import png_of_zeros
 
 MODEL = "shapes"
 
@@ -185,7 +185,7 @@ def test_idle_streams_leave_threads_for_detect(replica):
 
 
 def test_the_repository_keeps_active_previous_and_a_few_recent_versions(overfit_export, tmp_path):
-    from server.model_repository import ModelRepository
+    from artdet.server.model_repository import ModelRepository
 
     models = _write_models_dir(tmp_path / "models", overfit_export["path"], versions=6)
     repository = ModelRepository(models, intra_op_threads=1, extra_versions=2)
@@ -204,7 +204,7 @@ def test_the_repository_keeps_active_previous_and_a_few_recent_versions(overfit_
 @pytest.fixture(scope="module")
 def full_server(overfit_export, tmp_path_factory):
     """The full service holding two registered versions, v1 active (registered through the store, no training)."""
-    from server.store import Store
+    from artdet.server.store import Store
 
     root = tmp_path_factory.mktemp("full")
     store = Store(root / "data", min_free_mb=0)
@@ -270,8 +270,8 @@ def test_the_phone_app_can_download_its_active_model_and_nothing_else(full_serve
 def test_internal_errors_carry_a_request_id_and_no_server_path(caplog):
     import logging
 
-    from detector.errors import redact_paths
-    from server.errors import rpc_errors
+    from artdet.detector.errors import redact_paths
+    from artdet.server.errors import rpc_errors
 
     class Servicer:
         @rpc_errors
@@ -299,9 +299,9 @@ def test_internal_errors_carry_a_request_id_and_no_server_path(caplog):
 
 def test_sigterm_ends_the_server_within_the_grace_period_whatever_streams_are_open(overfit_export, tmp_path):
     """A garbage DetectStream, an idle one, and a watcher of a running job stay open; SIGTERM still ends it."""
-    from server.store import Store
+    from artdet.server.store import Store
     from tests.conftest import write_shapes_for_server
-    from tools.client import push_dataset
+    from artdet.tools.client import push_dataset
 
     store = Store(tmp_path / "data", min_free_mb=0)
     store.add_model(MODEL, "job0", overfit_export["path"], {"arch": "x", "class_names": ["circle", "square"]})

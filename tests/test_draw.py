@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.draw import class_colour, draw_detections, place_label
-from detector.results import Detection, DetectionResult
+from artdet.detector.draw import class_colour, draw_detections, place_label
+from artdet.detector.results import Detection, DetectionResult
 
 
 def test_labels_of_boxes_sharing_a_top_edge_do_not_overlap():

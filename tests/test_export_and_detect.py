@@ -12,10 +12,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from detector.dataset import load_coco
-from detector.export import ExportParityError, export_onnx, export_ready_model, load_run_model
-from detector.images import ImageDecodeError, ImageTooLargeError
-from detector.inference import Detector
+from artdet.detector.dataset import load_coco
+from artdet.detector.export import ExportParityError, export_onnx, export_ready_model, load_run_model
+from artdet.detector.images import ImageDecodeError, ImageTooLargeError
+from artdet.detector.inference import Detector
 from tests.conftest import ROOT, artdet
 
 
@@ -45,9 +45,11 @@ def test_parity_with_pytorch_on_four_sizes_and_the_same_map(exported, overfit_ru
     assert validation_sizes <= sizes and len(sizes - validation_sizes) >= 3
     assert parity["failures"] == []
     assert parity["matched"] >= 10 and parity["matched"] + parity["tied"] == parity["torch_detections"]
+    assert parity["compared"] == parity["onnx_detections"] >= parity["matched"]  # every ONNX box was a PyTorch box
     assert parity["max_box_error_px"] <= 1.0 and parity["max_score_error"] <= 0.01
+    assert f"{parity['matched']} of {parity['torch_detections']} PyTorch detections matched" in parity["summary"]
 
-    from detector.evaluate import evaluate_model
+    from artdet.detector.evaluate import evaluate_model
     import torch
 
     # measured on the overfit run's validation set, which is its training set: the only images this tiny
@@ -63,7 +65,7 @@ def test_parity_with_pytorch_on_four_sizes_and_the_same_map(exported, overfit_ru
 
 
 def test_parity_failure_is_loud_and_writes_nothing(exported, overfit_run, tmp_path, monkeypatch):
-    import detector.export as export_module
+    import artdet.detector.export as export_module
 
     real = export_module.check_parity
 
@@ -79,6 +81,16 @@ def test_parity_failure_is_loud_and_writes_nothing(exported, overfit_run, tmp_pa
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_export_whose_parity_check_compared_nothing_writes_nothing(exported, overfit_run, tmp_path):
+    # above a parity threshold of 1 neither runtime keeps anything: as a model that detects nothing would
+    out = tmp_path / "unchecked.onnx"
+    with pytest.raises(ExportParityError, match="compared nothing") as raised:
+        export_onnx(overfit_run, out, exported["data"], parity_threshold=1.0)
+    images = len(exported["data"].images) + 3  # every validation image was tried, and three resized copies
+    assert f"On {images} images" in str(raised.value) and "--val" in str(raised.value)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def torch_no_grad():
     import torch
 
@@ -87,7 +99,7 @@ def torch_no_grad():
 
 def _scene_jpeg(exif_orientation: int | None) -> tuple[bytes, np.ndarray]:
     """A synthetic training-like scene; with an orientation, stored rotated so that EXIF makes it upright."""
-    from tools.experiments.synthetic import make_scene
+    from artdet.tools.experiments.synthetic import make_scene
     import random
 
     upright, _ = make_scene(random.Random(5), 128, 96, ("circle", "square"), 1)
@@ -161,7 +173,8 @@ def test_detect_cli_json_draw_and_coco_folder(exported, tmp_path):
                     tmp_path / "a.png", "--threshold", "0.3")
     payload = json.loads(result.stdout)
     assert (payload["width"], payload["height"]) == (128, 96)
-    assert payload["detections"] and set(payload["detections"][0]) == {"box", "score", "label", "description"}
+    assert payload["detections"]
+    assert set(payload["detections"][0]) == {"box", "score", "label", "label_id", "description"}
     drawn = Image.open(tmp_path / "a.png")
     assert drawn.size == (128, 96)
     assert np.abs(np.asarray(drawn.convert("RGB")).astype(int) - _scene_jpeg(None)[1]).max() > 100  # boxes drawn

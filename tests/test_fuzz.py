@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from tools.bench import fuzz
-from tools.bench.reliability import MODEL, Server, annotate_from_log, check_alive, prepare
+from artdet.tools.bench import fuzz
+from artdet.tools.bench.reliability import MODEL, Server, annotate_from_log, check_alive, prepare
 
 SEED = 20240601
 CASES = 360

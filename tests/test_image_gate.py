@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from detector.images import (ImageDecodeError, ImageTooLargeError, PixelBudget, decode_upright, read_image_size)
+from artdet.detector.images import (ImageDecodeError, ImageTooLargeError, PixelBudget, decode_upright, read_image_size)
+from artdet.tools.bench.fuzz import png_claiming, png_of_zeros
 from tests.conftest import ROOT
-from tools.bench.fuzz import png_claiming, png_of_zeros
 
 
 def _peak_rss_mb_of(code: str, cap_mb: int = 1500) -> tuple[subprocess.CompletedProcess, float]:

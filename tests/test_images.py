@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.images import (ImageDecodeError, ImageTooLargeError, decode_image, decode_upright, read_image_size,
+from artdet.detector.images import (ImageDecodeError, ImageTooLargeError, decode_image, decode_upright, read_image_size,
                              resolve_inside)
 
 

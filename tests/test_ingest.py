@@ -8,10 +8,10 @@ import json
 import pytest
 
 from artdet.v1 import artdet_pb2 as pb
-from detector.errors import Cancelled, InvalidArgument
-from server.ingest import ingest_dataset
-from server.store import Store
-from tools.bench.fuzz import png_of_zeros
+from artdet.detector.errors import Cancelled, InvalidArgument
+from artdet.server.ingest import ingest_dataset
+from artdet.server.store import Store
+from artdet.tools.bench.fuzz import png_of_zeros
 
 IMAGES = {"a.png": png_of_zeros(80, 60), "sub/b.png": png_of_zeros(40, 30, colour=2)}
 COCO = {

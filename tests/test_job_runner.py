@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.errors import FailedPrecondition
-from server.jobs import JobRunner
-from server.store import Store
+from artdet.detector.errors import FailedPrecondition, NotFound
+from artdet.server.jobs import JobRunner
+from artdet.server.store import Store
 from tests.conftest import wait_for
 
 STATS = {"images": 1, "boxes": 1, "negative_images": 0, "boxes_per_class": {"a": 1}, "min_width": 1,
@@ -241,3 +241,43 @@ def _gone_or_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_succeeded_job_keeps_one_copy_of_its_model_and_delete_frees_its_run_folder(tmp_path, monkeypatch, env):
+    """Issue 11 item 9: a 3-epoch job used to leave last.pt, best.pt and the ONNX twice (run folder + registry)."""
+    store, dataset, workers, _, _ = env
+    onnx = b"onnx-bytes" * 1000
+
+    def register(job, result):
+        return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", {"arch": "a"}).version
+
+    runner = JobRunner(store, register=register, poll_seconds=0.05)
+    try:
+        first, second = runner.submit(dataset, "m", {}), runner.submit(dataset, "m", {})
+        runner.start()
+        wait_for(lambda: workers.started_ids() == [first.id], what="the worker")
+        (first.run_dir / "checkpoints").mkdir()
+        for name, data in (("checkpoints/last.pt", b"l" * 5000), ("checkpoints/best.pt", b"b" * 3000),
+                           ("model.onnx", onnx)):
+            (first.run_dir / name).write_bytes(data)
+        workers.release(first.id, 0, EXPORTED)
+        assert wait_finished(store, first.id, "the job") == "succeeded"
+        model = store.get_model("m", store.get_job(first.id).model_version)
+        assert model.onnx_path.read_bytes() == onnx
+        assert not (first.run_dir / "model.onnx").exists() and not (first.run_dir / "checkpoints/last.pt").exists()
+        assert (first.run_dir / "checkpoints/best.pt").is_file()  # retraining from the model needs it
+
+        wait_for(lambda: workers.started_ids() == [first.id, second.id], what="the second worker")
+        with pytest.raises(FailedPrecondition, match=f"job {second.id} is running; cancel it first"):
+            store.delete_job(second.id)
+        size = sum(p.stat().st_size for p in first.run_dir.rglob("*") if p.is_file())
+        assert store.delete_job(first.id) == size >= 3000
+        assert not first.run_dir.exists() and [j.id for j in store.list_jobs()] == [second.id]
+        assert store.get_model("m", model.version).onnx_path.read_bytes() == onnx  # the model stays
+        with pytest.raises(NotFound, match=f"job {first.id!r} not found"):
+            store.delete_job(first.id)
+        assert [j.id for j in Store(store.root, min_free_mb=0).list_jobs()] == [second.id]  # not rebuilt
+        workers.release(second.id, 0, EXPORTED)
+        wait_finished(store, second.id, "the second job")
+    finally:
+        runner.stop()

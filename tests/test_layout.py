@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 
-from detector.config import ARCH_NAMES, STRATEGIES
+from artdet.detector.config import ARCH_NAMES, STRATEGIES
 from tests.conftest import ROOT
 
 SOURCES = [p for folder in ("detector", "server", "tools") for p in (ROOT / folder).rglob("*.py")]
@@ -49,3 +52,25 @@ def test_the_readmes_layout_names_every_engine_and_server_module_and_nothing_els
     assert engine <= named, f"modules the layout does not describe: {sorted(engine - named)}"
     existing = {p.name for folder in ("detector", "server", "tools") for p in (ROOT / folder).glob("*.py")}
     assert named <= existing, f"the layout names modules that do not exist: {sorted(named - existing)}"
+
+
+def test_the_installed_code_lives_under_one_import_name(tmp_path):
+    """Issue 11 item 11: a wheel holds `artdet` and its metadata only, no top-level `detector`, `server`, `tools`."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("artdet-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"artdet", wheel.name.split("-py")[0] + ".dist-info"}
+    for module in ("artdet/detector/trainer.py", "artdet/server/app.py", "artdet/tools/cli.py",
+                   "artdet/tools/bench/run.py", "artdet/v1/artdet_pb2.py"):
+        assert module in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "artdet = artdet.tools.cli:main" in entry_points
+
+
+def test_the_code_imports_its_own_modules_by_the_installed_name():
+    # `import detector...` would work from the repo root only, and load a second copy of the module beside artdet's
+    bare = r"^\s*(from|import) (detector|server|tools)\b|[\"']-m[\"'], [\"'](detector|server|tools)\."
+    assert _lines(bare) == []
+    tests = [p for p in (ROOT / "tests").glob("*.py")]
+    assert [p.name for p in tests if re.search(bare, p.read_text(), re.M)] == []

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
-from server.model_repository import ModelRepository
+from artdet.detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
+from artdet.server.model_repository import ModelRepository
 
 MODEL = "shapes"
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from artdet.tools.client import push_dataset
 from artdet.v1 import artdet_pb2 as pb
 from tests.conftest import ROOT, TINY_ARCH, TOKENS, ServerProcess, artdet, wait_for
-from tools.client import push_dataset
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -88,10 +88,10 @@ def test_patience_ends_a_stage_not_the_run(early_stopped_run):
 
 
 def test_a_run_killed_after_an_early_stop_resumes_into_the_next_stage(early_stopped_run, shapes, tmp_path):
-    from detector.training import train
+    from artdet.detector.training import train
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, _early_stop_args(shapes, killed))],
+    process = subprocess.Popen([sys.executable, "-m", "artdet.tools.cli", *map(str, _early_stop_args(shapes, killed))],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     try:  # killed as stage 2 starts, so the last checkpoint is the one that recorded the early stop
         wait_for(lambda: process.poll() is not None or any(
@@ -121,8 +121,8 @@ def registry(overfit_run, overfit_export, tmp_path_factory, torch_home):
     """A full server whose store holds the overfit shapes set as dataset "shapes", the overfit model as
     "shapes" v1 (registered from a job whose checkpoint is on disk) and v2, and "dormant" v1 (never
     activated); uploads limited to 1 MB. Nothing is active at the start."""
-    from detector.dataset import load_coco
-    from server.store import Store
+    from artdet.detector.dataset import load_coco
+    from artdet.server.store import Store
 
     root = tmp_path_factory.mktemp("claims")
     store = Store(root / "data", min_free_mb=0)

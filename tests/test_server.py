@@ -19,10 +19,10 @@ import grpc
 import pytest
 from PIL import Image
 
+from artdet.tools.client import push_dataset, upload_requests
 from artdet.v1 import artdet_pb2 as pb
-from tests.conftest import (PEOPLE_ART, ROOT, TINY_JOB, TOKENS, ServerProcess, artdet, needs_people_art, wait_for,
+from tests.conftest import (ROOT, TINY_JOB, TOKENS, ServerProcess, artdet, wait_for,
                             write_shapes_for_server)
-from tools.client import push_dataset, upload_requests
 
 
 def _free_port() -> int:
@@ -186,7 +186,7 @@ def test_models_list_download_describe_and_delete(shapes_server, tmp_path):
     assert "baseline" in listed[0]["metrics"] and "final" in listed[0]["metrics"]
     artdet("models", "download", "shapes", "2", "--out", tmp_path / "m.onnx", "--server", shapes_server.address,
            env=_cli_env())
-    from detector.inference import Detector
+    from artdet.detector.inference import Detector
 
     assert Detector(tmp_path / "m.onnx").class_names == ["circle", "square"]
     operator = shapes_server.connect("operator")
@@ -333,6 +333,9 @@ def test_watch_replays_past_events_and_cancel_frees_the_worker(shapes_server):
             break
         time.sleep(0.2)
     assert training.GetJob(pb.GetJobRequest(id=second.id), metadata=operator.metadata).state == pb.JOB_STATE_RUNNING
+    with pytest.raises(grpc.RpcError) as caught:
+        training.DeleteJob(pb.DeleteJobRequest(id=second.id), metadata=operator.metadata)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "cancel it first" in caught.value.details()
     admin = shapes_server.connect("admin")
     with pytest.raises(grpc.RpcError) as caught:
         admin.datasets().DeleteDataset(pb.DeleteDatasetRequest(name="shapes", version=1), metadata=admin.metadata)
@@ -340,6 +343,11 @@ def test_watch_replays_past_events_and_cancel_frees_the_worker(shapes_server):
     training.CancelJob(pb.CancelJobRequest(id=second.id), metadata=operator.metadata)
     jobs = json.loads(artdet("jobs", "list", "--server", shapes_server.address, "--json", env=_cli_env()).stdout)
     assert {j["id"]: j["state"] for j in jobs}[second.id] == "cancelled"
+    deleted = artdet("jobs", "delete", first.id, "--server", shapes_server.address, env=_cli_env()).stdout
+    assert deleted.startswith(f"deleted job {first.id} (freed ") and deleted.strip().endswith("MB)")
+    with pytest.raises(grpc.RpcError) as caught:
+        training.GetJob(pb.GetJobRequest(id=first.id), metadata=operator.metadata)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and first.id in caught.value.details()
 
 
 def _calls_ended(server: ServerProcess, method: str) -> int:
@@ -412,34 +420,6 @@ def test_sigkill_during_training_resumes_after_restart(tmp_path, torch_home):
         server.stop()
 
 
-@needs_people_art
-def test_whole_path_people_art_push_train_activate_detect(tmp_path, torch_home):
-    server = ServerProcess(tmp_path / "data", env={"TORCH_HOME": str(torch_home)}).start()
-    env = _cli_env()
-    try:
-        pushed = artdet("push", PEOPLE_ART / "train.json", "--server", server.address, "--name", "people-art",
-                        "--quiet", env=env)
-        assert pushed.stdout.strip() == "1"
-        artdet("jobs", "start", "--server", server.address, "--dataset", "people-art", "--arch",
-               "fasterrcnn_mobilenet_v3_large_320_fpn", "--stage1-epochs", "1", "--stage2-epochs", "1",
-               "--max-size", "256", "--max-iters-per-epoch", "4", "--model-name", "people", "--watch", "--quiet",
-               env=env)
-        models = json.loads(artdet("models", "list", "--server", server.address, "--json", env=env).stdout)
-        assert [(m["name"], m["version"], m["active"]) for m in models] == [("people", 1, False)]
-        assert models[0]["metrics"]["warm_started_classes"] == {"person": "person"}
-        artdet("models", "activate", "people", "1", "--server", server.address, env=env)
-        painting = PEOPLE_ART / json.loads((PEOPLE_ART / "val.json").read_text())["images"][3]["file_name"]
-        result = artdet("detect", painting, "--server", server.address, "--model", "people", "--json",
-                        "--threshold", "0.05", "--draw", tmp_path / "drawn.png", env=env)
-        payload = json.loads(result.stdout)
-        width, height = Image.open(painting).size
-        assert (payload["width"], payload["height"]) == (width, height)
-        assert payload["detections"] and {d["label"] for d in payload["detections"]} == {"person"}
-        assert Image.open(tmp_path / "drawn.png").size == (width, height)
-    finally:
-        server.stop()
-
-
 NODE_CLIENT = ROOT / "tests" / "node_client"
 
 
@@ -472,7 +452,7 @@ def test_detect_only_replica_serves_a_model_directory_without_torch(shapes_serve
     models_dir = shapes_server.data_dir / "models"
     code = f"""
 import sys, grpc
-from server.app import ArtdetServer, ServerConfig
+from artdet.server.app import ArtdetServer, ServerConfig
 from artdet.v1 import artdet_pb2 as pb, artdet_pb2_grpc as rpc
 server = ArtdetServer.replica(ServerConfig(model_dir={str(models_dir)!r}, port=0, refresh_seconds=0.2))
 server.start()

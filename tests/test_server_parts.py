@@ -9,10 +9,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from artdet.v1 import artdet_pb2 as pb
-from server.app import ArtdetServer, ServerConfig
-from server.auth import parse_tokens
-from server.ingest import _ImageWriter
-from detector.errors import InvalidArgument, ResourceExhausted
+from artdet.server.app import ArtdetServer, ServerConfig
+from artdet.server.auth import parse_tokens
+from artdet.server.ingest import _ImageWriter
+from artdet.detector.errors import InvalidArgument, ResourceExhausted
 
 
 def test_token_formats_and_bad_roles():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from detector.errors import DiskFull
-from detector.files import atomic_write_bytes, save_json
-from server.store import Store
+from artdet.detector.errors import DiskFull
+from artdet.detector.files import atomic_write_bytes, save_json
+from artdet.server.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS = {"images": 1, "boxes": 1, "negative_images": 0, "boxes_per_class": {"a": 1}, "min_width": 1,
@@ -76,7 +76,7 @@ def test_free_space_floor_refuses_uploads_and_jobs(tmp_path):
         store.staging_dir("upload-")
     with pytest.raises(DiskFull, match=r"^data directory full \(\d+ MB free\)"):
         store.create_job("j1", dataset, "m", {}, "")
-    from server.jobs import JobRunner
+    from artdet.server.jobs import JobRunner
 
     with pytest.raises(DiskFull, match="data directory full"):
         JobRunner(store).submit(dataset, "m", {})
@@ -99,7 +99,7 @@ def test_enospc_while_publishing_is_disk_full_and_leaves_nothing(tmp_path, monke
     monkeypatch.undo()
     assert store.list_models() == [] and not (store.root / "models" / "m").exists()
     assert list((store.root / "tmp").iterdir()) == []
-    monkeypatch.setattr("server.store.save_json", lambda *a, **k: full())
+    monkeypatch.setattr("artdet.server.store.save_json", lambda *a, **k: full())
     with pytest.raises(DiskFull, match=r"^data directory full"):
         _add_dataset(store, "other", "b" * 64)
     assert [d.name for d in store.list_datasets()] == ["shapes"]
@@ -248,7 +248,7 @@ def test_published_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
 # the job runner ----------------------------------------------------------------------------------------
 
 def test_a_job_is_queued_only_once_its_run_folder_exists(tmp_path, monkeypatch):
-    from server.jobs import JobRunner
+    from artdet.server.jobs import JobRunner
 
     store = Store(tmp_path / "data", min_free_mb=0)
     dataset = _add_dataset(store)
@@ -274,7 +274,7 @@ def test_a_job_is_queued_only_once_its_run_folder_exists(tmp_path, monkeypatch):
 
 
 def test_a_job_without_its_run_folder_fails_visibly(tmp_path):
-    from server.jobs import JobRunner
+    from artdet.server.jobs import JobRunner
 
     store = Store(tmp_path / "data", min_free_mb=0)
     job = store.create_job("j1", _add_dataset(store), "m", {}, "")
@@ -286,7 +286,7 @@ def test_a_job_without_its_run_folder_fails_visibly(tmp_path):
 
 
 def test_workers_start_in_their_own_session_without_preexec_fn(tmp_path, monkeypatch):
-    from server import jobs
+    from artdet.server import jobs
 
     calls = []
 
@@ -313,7 +313,7 @@ def test_a_worker_whose_server_is_gone_exits_at_once(tmp_path):
     run_dir.mkdir()
     env = {**os.environ, "ARTDET_SERVER_PID": "1"}  # not our parent: the server is "gone"
     started = time.time()
-    result = subprocess.run([sys.executable, "-m", "server.job_worker", str(run_dir)], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "artdet.server.job_worker", str(run_dir)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and "gone" in result.stderr, result.stderr
     assert time.time() - started < 20 and not (run_dir / "result.json").exists()
@@ -354,7 +354,7 @@ def _exported_job(tmp_path: Path, store: Store):
 
 
 def test_a_job_exported_before_a_crash_registers_on_restart_without_a_worker(tmp_path, monkeypatch):
-    from server import jobs
+    from artdet.server import jobs
 
     store = Store(tmp_path / "data", min_free_mb=0)
     _exported_job(tmp_path, store)
@@ -378,7 +378,7 @@ def test_a_job_exported_before_a_crash_registers_on_restart_without_a_worker(tmp
 
 
 def test_a_worker_that_ran_out_of_disk_fails_its_job_with_that_reason(tmp_path):
-    from server import jobs
+    from artdet.server import jobs
 
     store = Store(tmp_path / "data", min_free_mb=0)
     job = store.create_job("j1", _add_dataset(store), "m", {}, "")
@@ -418,7 +418,7 @@ def test_dataset_versions_count_per_name_and_identical_content_is_reused(tmp_pat
     assert store.get_dataset("shapes", 1).statistics == STATS
     assert [(d.name, d.version) for d in store.list_datasets()] == [("paintings", 1), ("shapes", 1), ("shapes", 2)]
     assert [d.version for d in store.list_datasets("shapes")] == [1, 2]
-    from detector.errors import NotFound
+    from artdet.detector.errors import NotFound
 
     with pytest.raises(NotFound, match="'shapes' version 3"):
         store.get_dataset("shapes", 3)
@@ -427,7 +427,7 @@ def test_dataset_versions_count_per_name_and_identical_content_is_reused(tmp_pat
 
 
 def test_deleting_datasets_one_version_or_all_and_never_under_an_active_job(tmp_path):
-    from detector.errors import FailedPrecondition, NotFound
+    from artdet.detector.errors import FailedPrecondition, NotFound
 
     store = Store(tmp_path / "data", min_free_mb=0)
     v1, v2 = _add_dataset(store, "shapes", "a" * 64), _add_dataset(store, "shapes", "b" * 64)
@@ -451,7 +451,7 @@ def test_deleting_datasets_one_version_or_all_and_never_under_an_active_job(tmp_
 
 
 def test_jobs_keep_their_submission_order_and_filter_by_state(tmp_path):
-    from detector.errors import NotFound
+    from artdet.detector.errors import NotFound
 
     store = Store(tmp_path / "data", min_free_mb=0)
     dataset = _add_dataset(store)
@@ -473,7 +473,7 @@ def test_jobs_keep_their_submission_order_and_filter_by_state(tmp_path):
 def test_model_versions_per_name_their_cards_and_deletion(tmp_path):
     import hashlib
 
-    from detector.errors import NotFound
+    from artdet.detector.errors import NotFound
 
     store = Store(tmp_path / "data", min_free_mb=0)
     one = store.add_model("shapes", "job1", _onnx(tmp_path, b"first"), {"arch": "x", "class_names": ["a"]})

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detector.architectures import get_architecture
-from detector.config import TrainConfig
-from detector.dataset import load_coco
-from tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
-from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
-from detector.strategy import decide_auto, manual_plan
-from detector.torch_data import TorchDetectionDataset
-from detector.training import train
+from artdet.detector.architectures import get_architecture
+from artdet.detector.config import TrainConfig
+from artdet.detector.dataset import load_coco
+from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
+from artdet.detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
+from artdet.detector.strategy import decide_auto, manual_plan
+from artdet.detector.torch_data import TorchDetectionDataset
+from artdet.detector.training import train
 from tests.conftest import TINY_ARCH
 
 ARCH = get_architecture(TINY_ARCH)
@@ -76,7 +76,7 @@ def _calibrate_batchnorm(model, data, layers=8):
 
 
 def test_batchnorm_shift_similarity_separates_photo_and_painting_scenes(tmp_path, torch_home):
-    from detector.models import build_model
+    from artdet.detector.models import build_model
 
     model, _ = build_model(TINY_ARCH, list(PHOTO_CLASSES), "coco", min_size=160, max_size=160)
     model.eval()
@@ -99,7 +99,7 @@ def test_auto_run_records_its_decision(tmp_path, torch_home, shapes):
     assert decision["measurements"]["train_images"] == 8 and decision["measurements"]["large"] is False
     assert "BatchNorm" in decision["measurements"]["similarity_source"]  # no warm-started classes here
     # the similarity recorded is the BN-shift measure of the starting model on the training images
-    from detector.models import build_model
+    from artdet.detector.models import build_model
 
     model, _ = build_model(TINY_ARCH, ["circle", "square"], "coco", min_size=128, max_size=128)
     measured = batchnorm_shift_similarity(model, TorchDetectionDataset(load_coco(shapes["train"]), max_side=128),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detector.augment import build_train_transform
-from detector.config import AugmentConfig
-from detector.dataset import load_coco
-from detector.torch_data import GroupedBatchSampler, TorchDetectionDataset
+from artdet.detector.augment import build_train_transform
+from artdet.detector.config import AugmentConfig
+from artdet.detector.dataset import load_coco
+from artdet.detector.torch_data import GroupedBatchSampler, TorchDetectionDataset
 
 
 def test_grouped_batches_cover_each_rank_in_lockstep():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.config import TrainConfig
-from detector.trainer import EventStorage, EventWriter, Hook, Trainer
-from detector.training import train
+from artdet.detector.config import TrainConfig
+from artdet.detector.trainer import EventStorage, EventWriter, Hook, Trainer
+from artdet.detector.training import train
 from tests.conftest import TINY_ARCH, artdet
 
 
@@ -105,10 +105,10 @@ class Recorder(Hook):
 def _tiny_trainer(hooks, stages=None) -> Trainer:
     from torch.utils.data import DataLoader
 
-    from detector.architectures import get_architecture
-    from detector.distributed import DistContext
-    from detector.models import build_model
-    from detector.strategy import Stage
+    from artdet.detector.architectures import get_architecture
+    from artdet.detector.distributed import DistContext
+    from artdet.detector.models import build_model
+    from artdet.detector.strategy import Stage
 
     class Batches(list):
         batch_sampler = dataset = type("Epochs", (), {"set_epoch": lambda self, epoch: None})()
@@ -150,7 +150,7 @@ class Counter(Hook):
 
 
 def test_state_dict_carries_position_optimizer_storage_hooks_and_rng():
-    from detector.strategy import Stage
+    from artdet.detector.strategy import Stage
 
     stages = [Stage("one", 1, 0, False, 0.01), Stage("two", 2, 0, False, 0.001)]
     counter = Counter()
@@ -181,7 +181,7 @@ def test_state_dict_carries_position_optimizer_storage_hooks_and_rng():
 
 @pytest.mark.parametrize("schedule", ["cosine", "step"])
 def test_the_learning_rate_warms_up_then_decays_within_a_stage(schedule):
-    from detector.trainer import build_scheduler
+    from artdet.detector.trainer import build_scheduler
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([parameter], lr=0.01)
@@ -223,7 +223,7 @@ class Events(EventWriter):
 
 
 def test_the_eta_counts_the_evaluations_still_to_come():
-    from detector.strategy import Stage
+    from artdet.detector.strategy import Stage
 
     writer = Events()
     trainer = _tiny_trainer([SlowEvaluation(1.0)],
@@ -235,3 +235,37 @@ def test_the_eta_counts_the_evaluations_still_to_come():
     # the first step of each of the 3 epochs: 3, 2, then 1 evaluations to go, each about a second
     firsts = [e for e in steps if e["step"] == 1]
     assert [e["eta_seconds"] >= left * 1.0 for e, left in zip(firsts, (3, 2, 1))] == [True] * 3
+
+
+def test_the_eta_counts_the_work_after_training():
+    """A job's export (estimated by the worker's hook) is part of the one ETA its steps show."""
+    from artdet.detector.strategy import Stage
+    from artdet.detector.hooks import ExportEstimateHook
+
+    writer = Events()
+    trainer = _tiny_trainer([ExportEstimateHook(validation_images=2, parity_images=4)],
+                            [Stage("one", 1, 0, False, 0.01)])
+    trainer.storage = EventStorage([writer])
+    trainer.epoch_overhead_seconds = 10.0  # the baseline evaluation: 5 s an image
+    trainer.train()
+    last = [e for e in writer.events if e["type"] == "step"][-1]
+    # no steps and no epochs left, the export's model runs: 2 for tracing + 4 images twice in PyTorch, once in ONNX
+    assert last["eta_seconds"] >= (2 + 3 * 4) * 5.0
+
+
+def test_a_replayed_watch_shows_the_trainers_eta_and_no_made_up_rate():
+    """`jobs watch` on a finished job replays hundreds of steps at once: a rate from their arrival (it
+    once read "12483 it/s") is false, so the bar shows the ETA the trainer measured, nothing else."""
+    import io
+
+    from artdet.detector.events import ProgressDisplay, new_event
+
+    out = io.StringIO()
+    display = ProgressDisplay(out)
+    for step in range(1, 201):
+        display.show(new_event("step", stage="stage1", stage_index=0, epoch=1, step=step, steps_per_epoch=200,
+                               iteration=step, losses={"loss": 0.5}, lr=0.01, images=2, eta_seconds=400 - step))
+    display.show(new_event("epoch_finished", stage="stage1", stage_index=0, epoch=1, global_epoch=1))
+    text = out.getvalue()
+    assert "it/s" not in text and "s/it" not in text
+    assert "ETA 3:20" in text  # the last step's own estimate: 200 s

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from detector.architectures import get_architecture
-from detector.config import TrainConfig
-from detector.freezing import backbone_stages
-from detector.trainer import Hook
-from detector.training import train
+from artdet.detector.architectures import get_architecture
+from artdet.detector.config import TrainConfig
+from artdet.detector.freezing import backbone_stages
+from artdet.detector.trainer import Hook
+from artdet.detector.training import train
 from tests.conftest import ROOT, TINY_ARCH, artdet
 
 
@@ -107,7 +107,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, torch_home, shapes):
     artdet(*_resume_args(shapes, tmp_path / "straight"))
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, _resume_args(shapes, killed))],
+    process = subprocess.Popen([sys.executable, "-m", "artdet.tools.cli", *map(str, _resume_args(shapes, killed))],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=os.environ.copy())
     deadline = time.time() + 600
@@ -142,7 +142,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, torch_home, shapes):
 def test_torchrun_two_processes_write_one_consistent_run(tmp_path, torch_home, shapes):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "tools.cli", "train", "--train", shapes["train"], "--val", shapes["val"], "--arch", TINY_ARCH,
+               "-m", "artdet.tools.cli", "train", "--train", shapes["train"], "--val", shapes["val"], "--arch", TINY_ARCH,
                "--weights", "coco", "--out", out, "--stage1-epochs", "1", "--stage2-epochs", "1",
                "--max-size", "128", "--workers", "0", "--batch-size", "2", "--quiet"]
     result = subprocess.run([str(c) for c in command], cwd=ROOT, capture_output=True, text=True, timeout=900,

@@ -8,8 +8,8 @@ import random
 import numpy as np
 from PIL import Image
 
-from detector.dataset import load_coco
-from tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
+from artdet.detector.dataset import load_coco
+from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
 from tests.conftest import artdet
 
 

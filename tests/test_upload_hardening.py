@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from artdet.v1 import artdet_pb2 as pb
-from server.dataset_service import DatasetServicer
-from server.store import Store
+from artdet.server.dataset_service import DatasetServicer
+from artdet.server.store import Store
 
 
 def _png(size=(8, 6)) -> bytes:

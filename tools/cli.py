@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from detector.cli import add_detect_arguments, add_engine_commands, cmd_detect_local
-from tools.bench.run import add_bench_command
-from tools.experiments.transfer import add_experiment_commands
-from tools.service_commands import add_connection_arguments, add_service_commands, cmd_detect_remote
+from artdet.detector.cli import add_detect_arguments, add_engine_commands, cmd_detect_local
+from artdet.tools.bench.run import add_bench_command
+from artdet.tools.experiments.transfer import add_experiment_commands
+from artdet.tools.service_commands import (SERVER_ENV, add_connection_arguments, add_service_commands,
+                                           cmd_detect_remote)
 
 
 # what `pip install artdet[train]` adds to a serving-only install
-TRAINING_PACKAGES = {"torch", "torchvision", "albumentations", "onnx", "tensorboard"}
+TRAINING_PACKAGES = {"torch", "torchvision", "albumentations", "onnx", "tensorboard", "matplotlib"}
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    if not args.server and not (args.model and Path(args.model).is_file()):
+        args.server = os.environ.get(SERVER_ENV) or None
     if args.server:
         if args.coco or Path(args.image).is_dir():
             raise ValueError("detect --server: one image at a time (--coco and folders are local-only)")
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 hint = " (is `artdet serve` running at that address?)"
             print(f"artdet {args.command}: error: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
             return 2
-        from tools.errors import describe
+        from artdet.tools.errors import describe
 
         message = describe(exc)
         if message is None:

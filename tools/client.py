@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
-from detector.events import ProgressDisplay
-from detector.images import resolve_inside
+from artdet.detector.events import ProgressDisplay
+from artdet.detector.images import resolve_inside
 
 TOKEN_ENV = "ARTDET_TOKEN"
 CHUNK_BYTES = 1 << 20

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detector.errors import ArtdetError
+from artdet.detector.errors import ArtdetError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ArtdetError, FileNotFoundError, ValueError)
 

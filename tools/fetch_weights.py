@@ -1,6 +1,6 @@
 """Download torchvision's COCO weights for every architecture into TORCH_HOME (Docker build, first setup).
 
-    python -m tools.fetch_weights [ARCH ...]
+    python -m artdet.tools.fetch_weights [ARCH ...]
 
 Offline it says so and exits 0: the service still starts, and `--weights coco` reports the cache path.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from detector.architectures import ARCHITECTURES
-from detector.models import WeightsUnavailableError, load_coco_state, coco_cache_path
+from artdet.detector.architectures import ARCHITECTURES
+from artdet.detector.models import WeightsUnavailableError, load_coco_state, coco_cache_path
 
 
 def main(argv: list[str]) -> int:

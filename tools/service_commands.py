@@ -3,38 +3,57 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
-from detector.cli import add_train_config_arguments, print_json, show_results
-from detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
-from detector.errors import InvalidArgument
+from artdet.detector.cli import add_train_config_arguments, print_json, show_results
+from artdet.detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
+from artdet.detector.errors import InvalidArgument
 
+
+SERVER_ENV = "ARTDET_SERVER"  # what --server defaults to
 
 
 def _connect(args):
-    from tools.client import connect
+    from artdet.tools.client import connect
 
     return connect(args.server, args.token, args.tls_ca)
 
 
 # serve ------------------------------------------------------------------------------------------
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import ServerConfig, serve
+def serve_config(args: argparse.Namespace):
+    """`artdet serve`'s ServerConfig: each setting from its flag, else from $ARTDET_<FLAG> (ARTDET_PORT,
+    ARTDET_TLS_CERT, ...), else ServerConfig's default. `artdet health` reads the same variables."""
+    from artdet.server.app import ServerConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServerConfig)
-              if getattr(args, f.name, None) is not None}
-    serve(ServerConfig(**values))
+    values = {}
+    for flag, (kind, _) in SERVE_FLAGS.items():
+        variable, value = f"ARTDET_{flag.upper()}", getattr(args, flag, None)
+        if value is None and os.environ.get(variable):
+            try:
+                value = kind(os.environ[variable])
+            except ValueError:
+                raise ValueError(f"${variable}={os.environ[variable]!r}: expected {kind.__name__}") from None
+        if value is not None:
+            values[flag] = value
+    return ServerConfig(insecure=getattr(args, "insecure", False), **values)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from artdet.server.app import serve
+
+    serve(serve_config(args))
     return 0
 
 
 # datasets ---------------------------------------------------------------------------------------
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from tools.client import check_local_images, push_dataset
+    from artdet.tools.client import check_local_images, push_dataset
 
     annotations = Path(args.annotations)
     if not annotations.exists():
@@ -148,7 +167,7 @@ def cmd_jobs_start(args: argparse.Namespace) -> int:
 
 def _finish_watch(connection, job_id: str, args) -> int:
     from artdet.v1 import artdet_pb2 as pb
-    from tools.client import watch_job
+    from artdet.tools.client import watch_job
 
     job = watch_job(connection, job_id, progress=not args.quiet)
     state = pb.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
@@ -172,6 +191,15 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     connection = _connect(args)
     job = connection.training().CancelJob(pb.CancelJobRequest(id=args.job_id), metadata=connection.metadata)
     print(f"job {job.id}: {pb.JobState.Name(job.state).removeprefix('JOB_STATE_').lower()}")
+    return 0
+
+
+def cmd_jobs_delete(args: argparse.Namespace) -> int:
+    from artdet.v1 import artdet_pb2 as pb
+
+    connection = _connect(args)
+    deleted = connection.training().DeleteJob(pb.DeleteJobRequest(id=args.job_id), metadata=connection.metadata)
+    print(f"deleted job {args.job_id} (freed {deleted.freed_bytes / 1e6:.1f} MB)")
     return 0
 
 
@@ -278,8 +306,8 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     import hashlib
 
     from artdet.v1 import artdet_pb2 as pb
-    from detector.files import atomic_write_bytes
-    from detector.model_card import ModelCard
+    from artdet.detector.files import atomic_write_bytes
+    from artdet.detector.model_card import ModelCard
 
     connection = _connect(args)
     chunks = connection.models().DownloadModel(pb.ModelRef(name=args.name, version=args.version),
@@ -319,9 +347,9 @@ def cmd_models_describe(args: argparse.Namespace) -> int:
 
 def cmd_detect_remote(args: argparse.Namespace) -> int:
     from artdet.v1 import artdet_pb2 as pb
-    from detector.draw import save_drawing
-    from detector.images import decode_image
-    from detector.results import Detection, DetectionResult
+    from artdet.detector.draw import save_drawing
+    from artdet.detector.images import decode_image
+    from artdet.detector.results import Detection, DetectionResult
 
     path = Path(args.image)
     if not path.is_file():
@@ -340,11 +368,35 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_address(config) -> str:
+    """HOST:PORT at which a client on this machine reaches the server `config` describes."""
+    host = config.host.strip("[]")
+    host = "localhost" if host in ("", "0.0.0.0", "::") else host
+    return f"[{host}]:{config.port}" if ":" in host else f"{host}:{config.port}"
+
+
 def cmd_health(args: argparse.Namespace) -> int:
+    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    reply = health_pb2_grpc.HealthStub(_connect(args).channel).Check(
-        health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
+    server, tls_ca = args.server or os.environ.get(SERVER_ENV), args.tls_ca
+    if not server:  # the server `artdet serve` starts from this environment (the container's HEALTHCHECK)
+        config = serve_config(argparse.Namespace())
+        server, tls_ca = _local_address(config), tls_ca or config.tls_cert
+    if tls_ca:
+        name = args.tls_server_name or os.environ.get("ARTDET_TLS_SERVER_NAME")
+        channel = grpc.secure_channel(server, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()),
+                                      [("grpc.ssl_target_name_override", name)] if name else None)
+    else:
+        channel = grpc.insecure_channel(server)
+    deadline = time.monotonic() + args.wait
+    while True:  # with --wait: until the server is up and SERVING, or the time is over
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), wait_for_ready=args.wait > 0,
+            timeout=max(args.timeout, deadline - time.monotonic()))
+        if reply.status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(status)
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
@@ -353,7 +405,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 # parser -----------------------------------------------------------------------------------------
 
 def add_connection_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--server", required=required, help="HOST:PORT of an artdet server")
+    default = os.environ.get(SERVER_ENV) or None if required else None
+    parser.add_argument("--server", required=required and default is None, default=default,
+                        help=f"HOST:PORT of an artdet server (default: ${SERVER_ENV})")
     parser.add_argument("--token", help="bearer token (default: $ARTDET_TOKEN)")
     parser.add_argument("--tls-ca", help="CA certificate to verify a TLS server")
 
@@ -361,10 +415,11 @@ def add_connection_arguments(parser: argparse.ArgumentParser, required: bool = T
 # `artdet serve` flags: ServerConfig fields (server/app.py holds the defaults)
 SERVE_FLAGS = {
     "data_dir": (str, "data directory: SQLite index, datasets, runs, models (default ./artdet-data)"),
-    "host": (str, "address to bind (default 127.0.0.1; 0.0.0.0 for every interface)"),
+    "host": (str, "address to bind (default 127.0.0.1; 0.0.0.0: every interface, with tokens or --insecure)"),
     "port": (int, "gRPC port (default 50051; 0 picks a free one)"),
     "model_dir": (str, "Detect-only replica: serve the models directory DIR (no database, no training)"),
-    "tokens_file": (str, 'JSON {"TOKEN": ["annotator"|"operator"|"client"|"admin", ...]}; also $ARTDET_TOKENS'),
+    "tokens_file": (str, 'JSON {"TOKEN": ["annotator"|"operator"|"client"|"admin", ...]} (or tokens in '
+                         '$ARTDET_TOKENS: "TOKEN=role[,role];TOKEN=role")'),
     "tls_cert": (str, "PEM certificate chain for TLS"),
     "tls_key": (str, "PEM private key for TLS"),
     "max_message_mb": (int, "largest gRPC message (default 32)"),
@@ -389,12 +444,22 @@ SERVE_FLAGS = {
 def add_service_commands(subparsers) -> None:
     p = subparsers.add_parser("serve", help="run the gRPC service (or a Detect-only replica with --model-dir)")
     for flag, (kind, help_text) in SERVE_FLAGS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None, help=help_text)
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=kind, default=None,
+                       help=f"{help_text}; also $ARTDET_{flag.upper()}")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve without tokens on an address other machines can reach (refused otherwise)")
     p.set_defaults(handler=cmd_serve)
 
-    p = subparsers.add_parser("health", help="ask a server's grpc.health.v1 service whether it is serving")
-    p.add_argument("--timeout", type=float, default=5.0)
-    add_connection_arguments(p)
+    p = subparsers.add_parser("health", help="ask a server's grpc.health.v1 service whether it is serving",
+                              description="Without --server or $ARTDET_SERVER: the server `artdet serve` starts from "
+                              "this environment's ARTDET_* variables (localhost:$ARTDET_PORT; TLS trusting "
+                              "$ARTDET_TLS_CERT when set).")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds one check may take (default 5)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="keep asking until the server is up and serving, for at most SECONDS (default: ask once)")
+    add_connection_arguments(p, required=False)
+    p.add_argument("--tls-server-name", help="the name the server's certificate is for, when not the host in "
+                   "--server (default $ARTDET_TLS_SERVER_NAME)")
     p.set_defaults(handler=cmd_health)
 
     p = subparsers.add_parser("push", help="upload a COCO file (or VOC folder) and its images as a dataset version")
@@ -440,7 +505,9 @@ def add_service_commands(subparsers) -> None:
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_jobs_start)
     for name, handler, text in (("watch", cmd_jobs_watch, "follow a job (replays its past events)"),
-                                ("cancel", cmd_jobs_cancel, "cancel a queued or running job")):
+                                ("cancel", cmd_jobs_cancel, "cancel a queued or running job"),
+                                ("delete", cmd_jobs_delete, "delete an ended job's run folder (checkpoints, "
+                                 "events); its registered models stay")):
         p = jobs.add_parser(name, help=text)
         p.add_argument("job_id")
         p.add_argument("--quiet", action="store_true")

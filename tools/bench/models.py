@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.architectures import get_architecture
-from detector.export import export_onnx
-from detector.checkpoint import save_torch
-from detector.models import checkpoint_payload, freeze_batchnorm
-from detector.torch_data import to_tensor
+from artdet.detector.architectures import get_architecture
+from artdet.detector.export import export_onnx
+from artdet.detector.checkpoint import save_torch
+from artdet.detector.models import checkpoint_payload, freeze_batchnorm
+from artdet.detector.torch_data import to_tensor
 
 
 def fabricate_checkpoint(arch_name: str, class_names: list[str], images: list[np.ndarray], out: Path,

@@ -28,8 +28,8 @@ from typing import Any, Callable
 import grpc
 
 from artdet.v1 import artdet_pb2 as pb
-from tools.bench import fuzz
-from tools.bench.processes import rss_mb
+from artdet.tools.bench import fuzz
+from artdet.tools.bench.processes import rss_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
@@ -53,7 +53,7 @@ def tiny_parameters(iters: int = 2, epochs: int = 1) -> pb.TrainingParameters:
 # -- the server process -----------------------------------------------------------------------------
 
 class Server:
-    """`python -m tools.cli serve --data-dir DIR --port 0` with ARTDET_TOKENS for every role."""
+    """`python -m artdet.tools.cli serve --data-dir DIR --port 0` with ARTDET_TOKENS for every role."""
 
     def __init__(self, data_dir: Path, *extra: str, env: dict | None = None, log: Path | None = None):
         self.data_dir = Path(data_dir)
@@ -67,7 +67,7 @@ class Server:
         self.channel: grpc.Channel | None = None
 
     def start(self, timeout: float = 90) -> "Server":
-        args = [sys.executable, "-m", "tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0",
+        args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0",
                 "--host", "127.0.0.1", *self.extra]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=self.log.open("ab"), text=True)
@@ -155,7 +155,7 @@ class Server:
 # -- fixtures on the server ---------------------------------------------------------------------------
 
 def push(server: Server, annotations: Path, name: str = DATASET, timeout: float = 120) -> pb.Dataset:
-    from tools.client import upload_requests as requests
+    from artdet.tools.client import upload_requests as requests
 
     return server.stub("DatasetService").UploadDataset(requests(name, annotations, None, progress=False),
                                                         metadata=server.metadata("annotator"), timeout=timeout)
@@ -179,7 +179,7 @@ def wait_job(server: Server, job_id: str, timeout: float = 600) -> pb.Job:
 
 def prepare(server: Server, work: Path, log: Callable[[str], None]) -> dict:
     """A dataset, one trained + active model v1; returns what the fuzz needs to aim at."""
-    from tools.experiments.synthetic import write_shapes_dataset
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
 
     annotations = write_shapes_dataset(work / "shapes", images=8, seed=11, name="annotations.json")
     started = time.time()
@@ -197,7 +197,7 @@ def prepare(server: Server, work: Path, log: Callable[[str], None]) -> dict:
 
 
 def small_image() -> bytes:
-    from tools.bench.fuzz import ImageFactory
+    from artdet.tools.bench.fuzz import ImageFactory
 
     return ImageFactory(0).small_jpeg
 
@@ -275,9 +275,9 @@ def check_alive(server: Server) -> tuple[bool, str, str]:
 
 def allowed_roles(method_path: str) -> tuple[set[str] | None, str]:
     """The roles server/auth.py lets through for /service/Method (None: no authentication on it)."""
-    from server.auth import roles_allowed
+    from artdet.server.auth import roles_allowed
 
-    return roles_allowed(method_path) or None, "server.auth.roles_allowed"
+    return roles_allowed(method_path) or None, "artdet.server.auth.roles_allowed"
 
 
 # what the issue asks for, beside what the table says: a client may read the active model
@@ -362,7 +362,7 @@ def run_roles(server: Server, fixture: dict) -> dict:
 # -- load ---------------------------------------------------------------------------------------------
 
 def detect_load(server: Server, image: bytes, threads: int, calls: int) -> dict:
-    from tools.bench.serving import percentile
+    from artdet.tools.bench.serving import percentile
 
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -462,7 +462,7 @@ def twelve_mp_images(width: int = 4000, height: int = 3000) -> dict[str, bytes]:
     import numpy as np
     from PIL import Image
 
-    from tools.bench.fuzz import encode
+    from artdet.tools.bench.fuzz import encode
 
     rng = np.random.default_rng(5)
     small = Image.fromarray(rng.integers(0, 256, (height // 40, width // 40, 3), dtype=np.uint8))
@@ -651,7 +651,7 @@ def run_fault(point: str, base: Path, work: Path, fixture: dict, log: Callable[[
     job_id, target = "", 0
     try:
         if action == "upload":
-            from tools.experiments.synthetic import write_shapes_dataset
+            from artdet.tools.experiments.synthetic import write_shapes_dataset
 
             annotations = write_shapes_dataset(work / f"fault-{point}-set", images=4, seed=23,
                                                name="annotations.json")
@@ -719,7 +719,7 @@ def run_fault(point: str, base: Path, work: Path, fixture: dict, log: Callable[[
 
 
 def serve_flags() -> set[str]:
-    from server.app import ServerConfig
+    from artdet.server.app import ServerConfig
     import dataclasses
 
     return {f.name for f in dataclasses.fields(ServerConfig)}
@@ -735,7 +735,7 @@ def run_disk_floor(base: Path, work: Path) -> dict:
     server = Server(data, "--min-free-mb", str(free_mb + 100_000)).start()
     report: dict[str, Any] = {"status": "run", "free_mb": free_mb, "floor_mb": free_mb + 100_000}
     try:
-        from tools.experiments.synthetic import write_shapes_dataset
+        from artdet.tools.experiments.synthetic import write_shapes_dataset
 
         annotations = write_shapes_dataset(work / "disk-floor-set", images=3, seed=31, name="annotations.json")
         for name, call in (("UploadDataset", lambda: push(server, annotations, name="diskfull")),
@@ -821,7 +821,7 @@ def run_reliability(quick: bool, out: Path | None, seed: int = 0, skip: tuple[st
 
     def save() -> None:
         if out:
-            from detector.files import save_json
+            from artdet.detector.files import save_json
 
             save_json({**report, "partial": True}, out)
 
@@ -860,7 +860,7 @@ def run_reliability(quick: bool, out: Path | None, seed: int = 0, skip: tuple[st
             shutil.rmtree(tmp, ignore_errors=True)
     report["seconds"] = round(time.time() - started, 1)
     if out:
-        from detector.files import save_json
+        from artdet.detector.files import save_json
 
         save_json(report, out)
     print(format_table(report))

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from detector.files import save_json
+from artdet.detector.files import save_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PEOPLE_ART = ROOT.parent / "shared" / "data" / "people-art-mini"
@@ -37,18 +37,18 @@ def _settings(quick: bool) -> dict:
 def _dataset(work: Path) -> Path:
     if (PEOPLE_ART / "train.json").is_file():
         return PEOPLE_ART / "train.json"
-    from tools.experiments.synthetic import write_shapes_dataset
+    from artdet.tools.experiments.synthetic import write_shapes_dataset
 
     return write_shapes_dataset(work / "synthetic", images=24, size=(480, 360), seed=0)
 
 
 def run_bench(quick: bool, out: Path | None, models: tuple[str, ...] = MODELS, threads: int = 2,
               skip: tuple[str, ...] = ()) -> dict:
-    from detector.dataset import load_coco
-    from detector.images import decode_image
-    from tools.bench.models import fabricate_onnx
-    from tools.bench.serving import bench_serving
-    from tools.bench.upload import bench_upload
+    from artdet.detector.dataset import load_coco
+    from artdet.detector.images import decode_image
+    from artdet.tools.bench.models import fabricate_onnx
+    from artdet.tools.bench.serving import bench_serving
+    from artdet.tools.bench.upload import bench_upload
 
     settings = _settings(quick)
     report: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -76,7 +76,7 @@ def run_bench(quick: bool, out: Path | None, models: tuple[str, ...] = MODELS, t
                                             settings["latency_iterations"], settings["throughput_levels"],
                                             settings["calls_per_client"]))
             if "training" not in skip:
-                command = [sys.executable, "-m", "tools.bench.training", arch, "--ann", str(ann),
+                command = [sys.executable, "-m", "artdet.tools.bench.training", arch, "--ann", str(ann),
                            "--iters", str(settings["train_iters"]), "--max-size", str(settings["max_size"][arch]),
                            "--threads", str(threads)]
                 output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
@@ -110,7 +110,7 @@ def format_table(report: dict) -> str:
 
 def cmd_bench(args) -> int:
     if args.reliability:
-        from tools.bench.reliability import cmd_reliability
+        from artdet.tools.bench.reliability import cmd_reliability
 
         return cmd_reliability(args)
     models = tuple(args.models.split(",")) if args.models else MODELS

@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from detector.config import SCORE_THRESHOLD
-from detector.files import save_json
-from detector.inference import Detector
-from server.model_repository import write_active
-from tools.bench.processes import BenchServer, free_port
+from artdet.detector.config import SCORE_THRESHOLD
+from artdet.detector.files import save_json
+from artdet.detector.inference import Detector
+from artdet.server.model_repository import write_active
+from artdet.tools.bench.processes import BenchServer, free_port
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -76,10 +76,10 @@ def grpc_detect_call(address: str, image: bytes):
 def torch_eager_call(checkpoint: Path, image: bytes, threads: int):
     import torch
 
-    from detector.checkpoint import load_torch
-    from detector.export import export_ready_model
-    from detector.images import decode_image
-    from detector.torch_data import to_tensor
+    from artdet.detector.checkpoint import load_torch
+    from artdet.detector.export import export_ready_model
+    from artdet.detector.images import decode_image
+    from artdet.detector.torch_data import to_tensor
 
     torch.set_num_threads(threads)
     model = export_ready_model(load_torch(checkpoint))

@@ -1,6 +1,6 @@
 """Training speed for one architecture, in its own process so its peak memory is its own:
 
-    python -m tools.bench.training ARCH --ann TRAIN.json --iters N --max-size S --batch B --workers W
+    python -m artdet.tools.bench.training ARCH --ann TRAIN.json --iters N --max-size S --batch B --workers W
 
 Prints JSON: stage-1 (frozen backbone) and stage-2 (whole network) images/s through our Trainer, the same
 through a minimal plain loop, the share of step time spent waiting for data, and peak RSS.
@@ -18,19 +18,19 @@ from pathlib import Path
 
 import torch
 
-from detector.architectures import get_architecture
-from detector.augment import build_train_transform
-from detector.checkpoint import load_torch
-from detector.config import AugmentConfig, TrainConfig
-from detector.dataset import load_coco
-from detector.distributed import DistContext
-from detector.freezing import configure_trainable
-from detector.images import decode_image
-from detector.strategy import Stage
-from detector.torch_data import TorchDetectionDataset, train_loader
-from detector.trainer import Hook, Trainer, build_optimizer
-from detector.models import model_from_payload
-from tools.bench.models import fabricate_checkpoint
+from artdet.detector.architectures import get_architecture
+from artdet.detector.augment import build_train_transform
+from artdet.detector.checkpoint import load_torch
+from artdet.detector.config import AugmentConfig, TrainConfig
+from artdet.detector.dataset import load_coco
+from artdet.detector.distributed import DistContext
+from artdet.detector.freezing import configure_trainable
+from artdet.detector.images import decode_image
+from artdet.detector.strategy import Stage
+from artdet.detector.torch_data import TorchDetectionDataset, train_loader
+from artdet.detector.trainer import Hook, Trainer, build_optimizer
+from artdet.detector.models import model_from_payload
+from artdet.tools.bench.models import fabricate_checkpoint
 
 
 class StepClock(Hook):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tools.bench.processes import BenchServer, free_port
-from tools.client import connect, push_dataset
+from artdet.tools.bench.processes import BenchServer, free_port
+from artdet.tools.client import connect, push_dataset
 
 
 def write_noise_dataset(root: Path, megabytes: int, size=(1024, 768)) -> tuple[Path, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from tools.experiments.synthetic import write_coco_scenes
+from artdet.tools.experiments.synthetic import write_coco_scenes
 
 PHOTO_CLASSES = ("circle", "square", "triangle", "cross")
 PAINTING_CLASSES = PHOTO_CLASSES + ("star",)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detector.config import TrainConfig
-from detector.files import save_json
-from tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
+from artdet.detector.config import TrainConfig
+from artdet.detector.files import save_json
+from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
 
 ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
 VARIANTS = ("zero-shot", "head-only", "two-stage", "full", "auto", "scratch")
@@ -74,7 +74,7 @@ def make_data(root: Path, settings: Settings) -> dict[str, Path]:
 
 def pretrain(root: Path, data: dict[str, Path], settings: Settings) -> Path:
     """Domain-A detector from random init: the stand-in for COCO weights; cached per settings."""
-    from detector.training import train
+    from artdet.detector.training import train
 
     run = root / f"pretrain-{settings.size}-{settings.pretrain_images}-{settings.pretrain_steps}"
     best = run / "checkpoints" / "best.pt"
@@ -96,8 +96,8 @@ def _shared_classes_map(per_class_ap: dict[str, float | None]) -> float:
 def _pretrained_model(pretrained: Path, val_file: Path, settings: Settings, seed: int):
     import torch
 
-    from detector.dataset import load_coco
-    from detector.models import build_model
+    from artdet.detector.dataset import load_coco
+    from artdet.detector.models import build_model
 
     torch.manual_seed(seed)  # the star row of the predictor is new and random
     val = load_coco(val_file)
@@ -108,7 +108,7 @@ def _pretrained_model(pretrained: Path, val_file: Path, settings: Settings, seed
 def _zero_shot(pretrained: Path, val_file: Path, settings: Settings, seed: int) -> dict[str, Any]:
     import torch
 
-    from detector.evaluate import evaluate_model
+    from artdet.detector.evaluate import evaluate_model
 
     model, val = _pretrained_model(pretrained, val_file, settings, seed)
     return evaluate_model(model, val, torch.device("cpu"), settings.size)
@@ -118,9 +118,9 @@ def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settin
     """Both measures `auto` uses, from the domain-A detector, on A's and each B look's validation images."""
     import torch
 
-    from detector.evaluate import evaluate_model
-    from detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
-    from detector.torch_data import TorchDetectionDataset
+    from artdet.detector.evaluate import evaluate_model
+    from artdet.detector.similarity import batchnorm_shift_similarity, zero_shot_similarity
+    from artdet.detector.torch_data import TorchDetectionDataset
 
     measured = {}
     for look, key in (("A", "a-val"), ("similar", "similar-val"), ("painting", "painting-val")):
@@ -135,7 +135,7 @@ def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settin
 
 def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings,
                 work: Path) -> dict[str, Any]:
-    from detector.training import train
+    from artdet.detector.training import train
 
     size_name, look = cell.split("-")
     train_file, val_file = data[cell], data[f"{look}-val"]
@@ -301,7 +301,7 @@ def _choices(option: str, value: str | None, allowed: tuple[str, ...]) -> tuple[
 
 def cmd_transfer(args) -> int:
     if importlib.util.find_spec("matplotlib") is None:  # the chart is drawn last: say so before hours of training
-        raise ValueError("the transfer chart needs matplotlib: pip install 'artdet[experiments]'")
+        raise ValueError("the transfer chart needs matplotlib: pip install 'artdet[train]'")
     settings = Settings.tiny() if args.tiny else Settings()
     if args.seeds:
         settings.seeds = args.seeds

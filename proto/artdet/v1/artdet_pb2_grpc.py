@@ -274,6 +274,11 @@ class TrainingServiceStub:
                 request_serializer=artdet_dot_v1_dot_artdet__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=artdet_dot_v1_dot_artdet__pb2.Job.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/artdet.v1.TrainingService/DeleteJob',
+                request_serializer=artdet_dot_v1_dot_artdet__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=artdet_dot_v1_dot_artdet__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/artdet.v1.TrainingService/WatchJob',
                 request_serializer=artdet_dot_v1_dot_artdet__pb2.WatchJobRequest.SerializeToString,
@@ -312,6 +317,14 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Deletes an ended job's run folder (checkpoints, events, logs); models registered from it keep serving
+        but can no longer be retrained from (base_model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchJob(self, request, context):
         """Replays the job's events so far, then streams live ones; ends when the job ends.
         """
@@ -341,6 +354,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=artdet_dot_v1_dot_artdet__pb2.CancelJobRequest.FromString,
                     response_serializer=artdet_dot_v1_dot_artdet__pb2.Job.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=artdet_dot_v1_dot_artdet__pb2.DeleteJobRequest.FromString,
+                    response_serializer=artdet_dot_v1_dot_artdet__pb2.DeleteJobResponse.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -460,6 +478,33 @@ class TrainingService:
             '/artdet.v1.TrainingService/CancelJob',
             artdet_dot_v1_dot_artdet__pb2.CancelJobRequest.SerializeToString,
             artdet_dot_v1_dot_artdet__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artdet.v1.TrainingService/DeleteJob',
+            artdet_dot_v1_dot_artdet__pb2.DeleteJobRequest.SerializeToString,
+            artdet_dot_v1_dot_artdet__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
