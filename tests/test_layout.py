@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -56,8 +57,13 @@ def test_the_readmes_layout_names_every_engine_and_server_module_and_nothing_els
 
 def test_the_installed_code_lives_under_one_import_name(tmp_path):
     """Issue 11 item 11: a wheel holds `artdet` and its metadata only, no top-level `detector`, `server`, `tools`."""
+    source = tmp_path / "source"  # setuptools writes build/ beside the sources: a copy keeps the checkout clean
+    for folder in ("detector", "server", "tools", "proto"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "--wheel-dir", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("artdet-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"artdet", wheel.name.split("-py")[0] + ".dist-info"}
