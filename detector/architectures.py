@@ -26,7 +26,6 @@ class Architecture:
     builder: Callable
     coco_weights: WeightsEnum
     backbone_stages: tuple[tuple[str, ...], ...]
-    default_trainable_layers: int  # torchvision's default for a pretrained start
     min_size: int
     max_size: int
 
@@ -44,7 +43,7 @@ def _architecture(name: str) -> Architecture:
     backbone = next(b for b in BACKBONE_STAGES if f"_{b}_" in name)
     low_resolution = "_320_" in name  # torchvision's mobile variant resizes to 320-640 px instead of 800-1333
     return Architecture(name, get_model_builder(name), get_model_weights(name).COCO_V1, BACKBONE_STAGES[backbone],
-                        3, *((320, 640) if low_resolution else (800, 1333)))
+                        *((320, 640) if low_resolution else (800, 1333)))
 
 
 ARCHITECTURES: dict[str, Architecture] = {name: _architecture(name) for name in ARCH_NAMES}

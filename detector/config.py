@@ -237,7 +237,7 @@ class TrainConfig:
     trainable_backbone_layers: int | None = option(
         None, ge=0, le=max(ARCH_BACKBONE_STAGES.values()),
         help="backbone stages unfrozen in stage 2, counted from the top (at most the architecture's stage count: "
-             "5 for resnet, 6 for mobilenet); default: the architecture's (torchvision's)")
+             "5 for resnet, 6 for mobilenet); default: all of them (stage 2 trains the whole network)")
     stage1_train_rpn: bool = option(True, help="train the region proposal network in stage 1")
     stage1_train_box_head: bool = option(True, help="train the box head in stage 1")
     auto_size_threshold: int = option(500, ge=0, le=1_000_000_000,
@@ -250,6 +250,12 @@ class TrainConfig:
     lr: float = option(0.01, gt=0, le=10,
                        help="learning rate of stage 1 (and head-only); SGD for batch 4; AdamW users pick ~1e-4")
     stage2_lr_factor: float = option(0.1, gt=0, le=10, help="stage 2 learning rate = lr * factor")
+    layer_decay: float = option(1.0, gt=0, le=1,
+                                help="layer-wise learning-rate decay toward the input: backbone stage k from the top "
+                                     "(1 = the top stage) trains at the stage's lr × decay^k (1: off)")
+    ema_decay: float = option(0.0, ge=0, lt=1,
+                              help="exponential moving average of the weights, which evaluation, best.pt and the "
+                                   "export use; e.g. 0.999 (0: off)")
     momentum: float = option(0.9, ge=0, le=1, help="SGD momentum")
     weight_decay: float = option(1e-4, ge=0, le=1, help="weight decay")
     warmup_iters: int = option(50, ge=0, le=1_000_000, help="iterations of linear learning-rate warm-up per stage")

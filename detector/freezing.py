@@ -43,3 +43,18 @@ def configure_trainable(
     _set([model.roi_heads.box_head], train_box_head)
     _set([model.roi_heads.box_predictor], True)
 
+
+def parameter_groups(model: nn.Module, arch: Architecture, lr: float, layer_decay: float) -> list[dict]:
+    """The trainable parameters as optimiser groups: the heads, RPN and FPN at `lr`, backbone stage k from the top
+    (1 = the top stage) at lr × layer_decay^k. One group when layer_decay is 1. Empty groups are left out."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if layer_decay == 1.0:
+        return [{"params": trainable, "lr": lr}]
+    depth: dict[int, int] = {}
+    for k, stage in enumerate(reversed(backbone_stages(model, arch)), start=1):
+        for module in stage:
+            depth.update({id(p): k for p in module.parameters()})
+    groups: dict[int, list[nn.Parameter]] = {}
+    for parameter in trainable:
+        groups.setdefault(depth.get(id(parameter), 0), []).append(parameter)
+    return [{"params": groups[k], "lr": lr * layer_decay ** k} for k in sorted(groups)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from torch import nn
+
 from artdet.detector.checkpoint import save_torch
 from artdet.detector.distributed import broadcast_from_main
 from artdet.detector.trainer import Hook, Trainer
@@ -15,11 +17,12 @@ class EvaluationHook(Hook):
 
     order = Hook.EVALUATE
 
-    def __init__(self, evaluate: Callable[[], dict[str, Any]]):
+    def __init__(self, evaluate: Callable[[nn.Module], dict[str, Any]]):
         self.evaluate = evaluate
 
     def after_epoch(self, trainer: Trainer) -> None:
-        metrics = broadcast_from_main(trainer.ctx, self.evaluate() if trainer.ctx.is_main else None)
+        metrics = broadcast_from_main(trainer.ctx, self.evaluate(trainer.evaluated_model) if trainer.ctx.is_main
+                                      else None)
         epoch = trainer.storage.latest["epoch_finished"]
         record = {"stage": epoch["stage"], "stage_index": epoch["stage_index"], "epoch": epoch["epoch"],
                   "global_epoch": epoch["global_epoch"], "iteration": trainer.state.iteration, **metrics}
@@ -71,7 +74,7 @@ class BestCheckpointHook(Hook):
 
     def after_epoch(self, trainer: Trainer) -> None:
         if trainer.ctx.is_main and trainer.storage.latest["evaluated"]["improved"]:
-            save_torch(trainer.model_payload(), self.path)
+            save_torch(trainer.model_payload(trainer.evaluated_model), self.path)
             trainer.storage.put("checkpoint_saved", checkpoint=self.path.name)
 
 

@@ -53,7 +53,7 @@ def manual_plan(config: TrainConfig, arch: Architecture, strategy: str,
     s2 = config.stage2_epochs if stage2_epochs is None else stage2_epochs
     layers = stage2_layers if stage2_layers is not None else (
         config.trainable_backbone_layers if config.trainable_backbone_layers is not None
-        else arch.default_trainable_layers)
+        else arch.num_backbone_stages)
     if strategy == "head-only":
         return [_feature_extraction(config, s1 + s2)]
     if strategy == "full":

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from artdet.detector.architectures import Architecture
@@ -26,7 +27,7 @@ from artdet.detector.config import TrainConfig
 from artdet.detector.distributed import DistContext, reduce_mean
 from artdet.detector.errors import ArtdetError
 from artdet.detector.events import new_event
-from artdet.detector.freezing import configure_trainable
+from artdet.detector.freezing import configure_trainable, parameter_groups
 from artdet.detector.strategy import Stage
 
 
@@ -134,10 +135,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total
                         milestones=[warmup])
 
 
-def build_optimizer(params: list[nn.Parameter], config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
+    """An optimiser over parameter groups that carry their own learning rates (freezing.parameter_groups)."""
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 @dataclass
@@ -151,7 +153,7 @@ class TrainerState:
 class Trainer:
     def __init__(self, model: nn.Module, arch: Architecture, config: TrainConfig, stages: list[Stage],
                  loader: DataLoader, ctx: DistContext, hooks: Iterable[Hook], storage: EventStorage | None = None,
-                 model_payload: Callable[[], dict[str, Any]] | None = None, run: Any = None):
+                 model_payload: Callable[[nn.Module], dict[str, Any]] | None = None, run: Any = None):
         self.model = model
         self.arch = arch
         self.config = config
@@ -163,9 +165,12 @@ class Trainer:
         if len(set(names)) != len(names):
             raise ValueError(f"hooks need distinct names (their checkpoint keys): {sorted(names)}")
         self.storage = storage or EventStorage()
-        self.model_payload = model_payload or (lambda: {})
+        self.model_payload = model_payload or (lambda model: {})  # a model's checkpoint file contents
         self.run = run  # the run's record (training.RunRecord); saved with every checkpoint
         self.state = TrainerState()
+        # the weights' moving average, which evaluation, best.pt and so the export use (config.ema_decay > 0)
+        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+                    if config.ema_decay else None)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: LRScheduler | None = None
         self._pending_optimizer_state: dict[str, Any] | None = None
@@ -189,6 +194,11 @@ class Trainer:
         return self.stages[self.state.stage_index]
 
     @property
+    def evaluated_model(self) -> nn.Module:
+        """The weights evaluation and checkpoints for export see: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
     def global_epoch(self) -> int:
         return sum(s.epochs for s in self.stages[: self.state.stage_index]) + self.state.epoch
 
@@ -208,8 +218,8 @@ class Trainer:
         stage = self.stage
         configure_trainable(self.model, self.arch, stage.backbone_layers, stage.train_fpn,
                             stage.train_rpn, stage.train_box_head)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, self.config, stage.lr)
+        self.optimizer = build_optimizer(parameter_groups(self.model, self.arch, stage.lr, self.config.layer_decay),
+                                         self.config)
         self.scheduler = build_scheduler(self.optimizer, self.config, stage.epochs * self.iterations_per_epoch())
         if self._pending_optimizer_state is not None:
             self.optimizer.load_state_dict(self._pending_optimizer_state["optimizer"])
@@ -301,6 +311,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return values
 
     # checkpoint ---------------------------------------------------------------------------
@@ -308,8 +320,9 @@ class Trainer:
         """The model (as `model_payload` describes it), the run's record, and everything that continues the
         run exactly: position, optimiser, scheduler, AMP scaler, storage, hooks, random-number generators."""
         return {
-            **self.model_payload(),
+            **self.model_payload(self.model),
             "run": self.run.to_dict() if self.run is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "trainer": {"stage_index": self.state.stage_index, "epoch": self.state.epoch,
                         "iteration": self.state.iteration, "stop_stage": self.state.stop_stage},
             "optimizer_state": {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -329,6 +342,8 @@ class Trainer:
         else:
             self._pending_optimizer_state = state["optimizer_state"]
         self.storage.load_state_dict(state["storage"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         for hook in self.hooks:
             if hook.name in state["hooks"]:
                 hook.load_state_dict(state["hooks"][hook.name])

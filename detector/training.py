@@ -125,8 +125,8 @@ class Run:
     started: float = 0.0
     evaluation_seconds: float = 0.0  # one evaluation's time, measured on the baseline (the ETA's first estimate)
 
-    def evaluate(self, progress: bool) -> dict[str, Any]:
-        return evaluate_model(self.model, self.val_set, self.ctx.device, self.max_side, self.config.workers,
+    def evaluate(self, progress: bool, model: nn.Module | None = None) -> dict[str, Any]:
+        return evaluate_model(model or self.model, self.val_set, self.ctx.device, self.max_side, self.config.workers,
                               progress)
 
 
@@ -200,14 +200,14 @@ def build_trainer(run: Run, progress: bool, extra_hooks: Iterable[Hook] = ()) ->
     loader = train_loader(data, config.batch_size, config.workers, config.seed, ctx.rank, ctx.world_size,
                           config.aspect_ratio_grouping)
 
-    def model_payload() -> dict[str, Any]:
-        return checkpoint_payload(run.model, config.arch, run.train_set.class_names,
+    def model_payload(model: nn.Module) -> dict[str, Any]:
+        return checkpoint_payload(model, config.arch, run.train_set.class_names,
                                   category_ids=run.train_set.category_ids, run_id=record.run_id,
                                   frozen_batchnorm=record.frozen_batchnorm, network=run.network,
                                   val_map=(storage.best or {}).get("map"))
 
     checkpoints = run.run_dir / "checkpoints"
-    hooks = [EvaluationHook(lambda: run.evaluate(progress)), EarlyStoppingHook(config.patience),
+    hooks = [EvaluationHook(lambda model: run.evaluate(progress, model)), EarlyStoppingHook(config.patience),
              BestCheckpointHook(checkpoints / "best.pt"), PeriodicCheckpointHook(checkpoints / "last.pt"),
              *extra_hooks]
     decision = StrategyDecision.from_dict(record.strategy)

@@ -159,3 +159,30 @@ def write_shapes_for_server(root: Path, images: int = 8, seed: int = 11) -> Path
 
 TINY_JOB = ["--arch", TINY_ARCH, "--stage1-epochs", "1", "--stage2-epochs", "1", "--max-size", "128",
             "--max-iters-per-epoch", "2", "--batch-size", "2", "--workers", "0"]
+
+
+def tiny_trainer(hooks, stages=None, **config):
+    """A Trainer over two fixed one-image batches and an untrained tiny model with frozen BatchNorm (as a
+    pretrained start has): the loop's behaviour in seconds, no data set or weights needed."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from artdet.detector.architectures import get_architecture
+    from artdet.detector.config import TrainConfig
+    from artdet.detector.distributed import DistContext
+    from artdet.detector.models import build_model, freeze_batchnorm
+    from artdet.detector.strategy import Stage
+    from artdet.detector.trainer import EventStorage, Trainer
+
+    class Batches(list):
+        batch_sampler = dataset = type("Epochs", (), {"set_epoch": lambda self, epoch: None})()
+
+    torch.manual_seed(0)
+    image = torch.rand(3, 64, 80)
+    target = {"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1])}
+    loader: DataLoader = Batches([([image], [target])] * 2)  # type: ignore[assignment]
+    model, _ = build_model(TINY_ARCH, ["thing"], "none", min_size=64, max_size=96)
+    freeze_batchnorm(model)
+    return Trainer(model, get_architecture(TINY_ARCH), TrainConfig(train="x", **{"warmup_iters": 0, **config}),
+                   stages or [Stage("s", 2, 0, False, 0.01)], loader, DistContext(0, 1, 0, torch.device("cpu")),
+                   hooks, EventStorage())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -27,9 +28,13 @@ def test_manual_plans():
     head = manual_plan(config, ARCH, "head-only")
     assert [(s.epochs, s.backbone_layers, s.train_fpn) for s in head] == [(5, 0, False)]
     two = manual_plan(config, ARCH, "two-stage")
+    # stage 2 trains the whole network (every backbone stage, the FPN, RPN and heads) unless told fewer stages
     assert [(s.name, s.epochs, s.backbone_layers) for s in two] == [("feature-extraction", 2, 0),
-                                                                     ("fine-tuning", 3, 3)]
+                                                                     ("fine-tuning", 3, 6)]
+    assert (two[1].train_fpn, two[1].train_rpn, two[1].train_box_head) == (True, True, True)
     assert two[1].lr == pytest.approx(0.002)
+    top3 = dataclasses.replace(config, trainable_backbone_layers=3)
+    assert [s.backbone_layers for s in manual_plan(top3, ARCH, "two-stage")] == [0, 3]
     full = manual_plan(config, ARCH, "full")
     assert [(s.epochs, s.backbone_layers, s.train_fpn, s.lr) for s in full] == [(5, 6, True, 0.02)]
 

@@ -13,7 +13,7 @@ import torch
 from artdet.detector.config import TrainConfig
 from artdet.detector.trainer import EventStorage, EventWriter, Hook, Trainer
 from artdet.detector.training import train
-from tests.conftest import TINY_ARCH, artdet
+from tests.conftest import TINY_ARCH, artdet, tiny_trainer
 
 
 class Crash(Exception):
@@ -102,29 +102,9 @@ class Recorder(Hook):
         self.seen.append(self._name)
 
 
-def _tiny_trainer(hooks, stages=None) -> Trainer:
-    from torch.utils.data import DataLoader
-
-    from artdet.detector.architectures import get_architecture
-    from artdet.detector.distributed import DistContext
-    from artdet.detector.models import build_model
-    from artdet.detector.strategy import Stage
-
-    class Batches(list):
-        batch_sampler = dataset = type("Epochs", (), {"set_epoch": lambda self, epoch: None})()
-
-    image = torch.rand(3, 64, 80)
-    target = {"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1])}
-    loader: DataLoader = Batches([([image], [target])] * 2)  # type: ignore[assignment]
-    model, _ = build_model(TINY_ARCH, ["thing"], "none", min_size=64, max_size=96)
-    config = TrainConfig(train="x", warmup_iters=0)
-    return Trainer(model, get_architecture(TINY_ARCH), config, stages or [Stage("s", 2, 0, False, 0.01)], loader,
-                   DistContext(0, 1, 0, torch.device("cpu")), hooks, EventStorage())
-
-
 def test_hooks_run_by_their_order_not_their_place_in_the_list():
     seen: list[str] = []
-    trainer = _tiny_trainer([Recorder("save", seen, Hook.SAVE), Recorder("other", seen),
+    trainer = tiny_trainer([Recorder("save", seen, Hook.SAVE), Recorder("other", seen),
                              Recorder("evaluate", seen, Hook.EVALUATE), Recorder("decide", seen, Hook.DECIDE)])
     trainer.train()
     assert seen == ["evaluate", "decide", "save", "other"] * 2
@@ -132,7 +112,7 @@ def test_hooks_run_by_their_order_not_their_place_in_the_list():
 
 def test_two_hooks_of_one_name_are_refused_not_merged_in_the_checkpoint():
     with pytest.raises(ValueError, match="distinct names"):
-        _tiny_trainer([Recorder("same", []), Recorder("same", [])])
+        tiny_trainer([Recorder("same", []), Recorder("same", [])])
 
 
 class Counter(Hook):
@@ -154,7 +134,7 @@ def test_state_dict_carries_position_optimizer_storage_hooks_and_rng():
 
     stages = [Stage("one", 1, 0, False, 0.01), Stage("two", 2, 0, False, 0.001)]
     counter = Counter()
-    trainer = _tiny_trainer([counter], stages)
+    trainer = tiny_trainer([counter], stages)
     trainer.storage.add_evaluation({"map": 0.25, "stage": "one", "epoch": 1})
     trainer.stages = stages[:1]  # stop after stage one
     trainer.train()
@@ -164,7 +144,7 @@ def test_state_dict_carries_position_optimizer_storage_hooks_and_rng():
     saved_rng = torch.get_rng_state()
 
     torch.rand(100)  # the generator moves on; the state must bring it back
-    again = _tiny_trainer([Counter()], stages)
+    again = tiny_trainer([Counter()], stages)
     again.load_state_dict(state)
     assert (again.state.stage_index, again.state.epoch, again.state.iteration) == (1, 0, 2)  # stage one had ended
     assert again._pending_optimizer_state is None  # a new stage starts a new optimiser
@@ -173,7 +153,7 @@ def test_state_dict_carries_position_optimizer_storage_hooks_and_rng():
     assert torch.equal(torch.get_rng_state(), saved_rng)
 
     state["trainer"]["epoch"] = 0  # mid-stage: the optimiser continues where it was
-    mid = _tiny_trainer([Counter()], stages)
+    mid = tiny_trainer([Counter()], stages)
     mid.load_state_dict(state)
     assert (mid.state.stage_index, mid.state.epoch) == (0, 0)
     assert mid._pending_optimizer_state is state["optimizer_state"]
@@ -226,7 +206,7 @@ def test_the_eta_counts_the_evaluations_still_to_come():
     from artdet.detector.strategy import Stage
 
     writer = Events()
-    trainer = _tiny_trainer([SlowEvaluation(1.0)],
+    trainer = tiny_trainer([SlowEvaluation(1.0)],
                             [Stage("one", 2, 0, False, 0.01), Stage("two", 1, 0, False, 0.001)])
     trainer.storage = EventStorage([writer])
     trainer.epoch_overhead_seconds = 1.0  # as measured on the baseline evaluation
@@ -243,7 +223,7 @@ def test_the_eta_counts_the_work_after_training():
     from artdet.detector.hooks import ExportEstimateHook
 
     writer = Events()
-    trainer = _tiny_trainer([ExportEstimateHook(validation_images=2, parity_images=4)],
+    trainer = tiny_trainer([ExportEstimateHook(validation_images=2, parity_images=4)],
                             [Stage("one", 1, 0, False, 0.01)])
     trainer.storage = EventStorage([writer])
     trainer.epoch_overhead_seconds = 10.0  # the baseline evaluation: 5 s an image

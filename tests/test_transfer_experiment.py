@@ -10,6 +10,7 @@ from PIL import Image
 
 from artdet.detector.dataset import load_coco
 from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
+from artdet.tools.experiments.transfer import TWO_STAGE_FORMS, VARIANTS
 from tests.conftest import artdet
 
 
@@ -40,7 +41,15 @@ def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
     result = artdet("experiment", "transfer", "--tiny", "--out", out, "--cells", "small-painting", timeout=1200)
     report = json.loads((out / "transfer.json").read_text())
     cell = report["cells"]["small-painting"]
-    assert set(cell["variants"]) == {"zero-shot", "head-only", "two-stage", "full", "auto", "scratch"}
+    assert tuple(cell["variants"]) == VARIANTS
+    # each two-stage form trained with its own settings (issue 12's grid)
+    configs = {form: json.loads((out / "runs" / "small-painting" / form / "seed0" / "config.json").read_text())
+               for form in TWO_STAGE_FORMS}
+    assert configs["two-stage"]["trainable_backbone_layers"] is None  # the whole network
+    assert configs["two-stage-top3"]["trainable_backbone_layers"] == 3
+    assert (configs["two-stage-decay"]["layer_decay"], configs["two-stage-ema"]["ema_decay"]) == (0.7, 0.99)
+    assert all(configs[f]["stage1_epochs"] >= configs["two-stage-sixth"]["stage1_epochs"]
+               >= configs["two-stage-twelfth"]["stage1_epochs"] >= 1 for f in ("two-stage", "two-stage-top3"))
     for variant in cell["variants"].values():
         assert {"map_mean", "map_std", "ap50_mean", "per_class_ap_mean", "seconds_mean"} <= set(variant)
         assert len(variant["runs"]) == 2

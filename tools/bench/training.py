@@ -24,7 +24,7 @@ from artdet.detector.checkpoint import load_torch
 from artdet.detector.config import AugmentConfig, TrainConfig
 from artdet.detector.dataset import load_coco
 from artdet.detector.distributed import DistContext
-from artdet.detector.freezing import configure_trainable
+from artdet.detector.freezing import configure_trainable, parameter_groups
 from artdet.detector.images import decode_image
 from artdet.detector.strategy import Stage
 from artdet.detector.torch_data import TorchDetectionDataset, train_loader
@@ -64,7 +64,7 @@ def _trainer_speed(payload, arch, loader, backbone_layers: int, train_fpn: bool,
 def _plain_speed(payload, arch, loader, iters: int, config) -> float:
     model = model_from_payload(payload)
     configure_trainable(model, arch, arch.num_backbone_stages, True)
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config, config.lr)
+    optimizer = build_optimizer(parameter_groups(model, arch, config.lr, config.layer_decay), config)
     model.train()
     images_seen, started = 0, None
     for step, (images, targets) in enumerate(loader):
