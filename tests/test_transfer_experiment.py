@@ -10,7 +10,7 @@ from PIL import Image
 
 from artdet.detector.dataset import load_coco
 from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
-from artdet.tools.experiments.transfer import TWO_STAGE_FORMS, VARIANTS
+from artdet.tools.experiments.transfer import TWO_STAGE_FORMS, VARIANTS, Settings, make_data
 from tests.conftest import artdet
 
 
@@ -34,6 +34,22 @@ def test_scenes_have_exact_boxes_and_distinct_looks(tmp_path):
     photo_levels = len(np.unique(np.asarray(Image.open(tmp_path / "images" / "photo" / "00001.jpg"))[..., 0]))
     paint = np.asarray(render_scene(random.Random(2), "painting", 160, 160, PAINTING_CLASSES)[0])
     assert len(np.unique(paint[..., 0])) <= 16 < photo_levels
+
+
+def test_the_held_out_engraving_look_has_no_colour_and_its_own_data(tmp_path):
+    """The look and the size `auto` was never calibrated on (issue 12): ink on paper, generated from a seed the
+    calibrated cells do not use."""
+    data = make_data(tmp_path, Settings.tiny(), ("middle-engraving",))
+    engraving = load_coco(data["middle-engraving"])
+    assert len(engraving.images) == Settings.tiny().middle and engraving.class_names == list(PAINTING_CLASSES)
+    assert {"similar-val", "painting-val", "engraving-val"} <= set(data)  # the similarity measures' looks too
+    pixels = np.asarray(Image.open(engraving.images[0].path)).astype(int)
+    assert np.abs(pixels[..., 0] - pixels[..., 2]).mean() < 30  # sepia paper and ink, no palette
+    painting = np.asarray(render_scene(random.Random(2), "painting", 160, 160, PAINTING_CLASSES)[0]).astype(int)
+    assert np.abs(painting[..., 0] - painting[..., 2]).mean() > np.abs(pixels[..., 0] - pixels[..., 2]).mean()
+    paintings = make_data(tmp_path / "paintings", Settings.tiny(), ("small-painting", "middle-painting"))
+    first = [load_coco(paintings[cell]).images[0].path.read_bytes() for cell in ("small-painting", "middle-painting")]
+    assert first[0] != first[1]  # the held-out size is not a superset of a calibrated cell's images
 
 
 def test_tiny_transfer_experiment_reports_every_variant(tmp_path):

@@ -4,6 +4,8 @@
 - "photo-mild" (B-similar): A's look changed only mildly (warmer cast, softer shading, a little blur).
 - "painting" (domain B): posterised palette, wobbly outlines, hatched or outline-only fills, canvas
   texture, a colour cast and many short brush strokes over everything; adds a class A never has (star).
+- "engraving" (held out from `auto`'s calibration): ink on paper, no colour: cross-hatched shapes, aged
+  paper with grain and fibres; the painting classes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from artdet.tools.experiments.synthetic import write_coco_scenes
 
 PHOTO_CLASSES = ("circle", "square", "triangle", "cross")
 PAINTING_CLASSES = PHOTO_CLASSES + ("star",)
-DOMAINS = ("photo", "photo-mild", "painting")
+DOMAINS = ("photo", "photo-mild", "painting", "engraving")
 
 
 def _outline(shape: str, cx: float, cy: float, r: float, rng: random.Random, wobble: float) -> list[tuple]:
@@ -79,12 +81,26 @@ def _painting_finish(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(pixels.astype(np.uint8))
 
 
+def _engraving_finish(image: Image.Image, rng: random.Random) -> Image.Image:
+    width, height = image.size
+    ink = np.asarray(image.convert("L")).astype(np.float64)
+    noise = np.random.default_rng(rng.randint(0, 2**31))
+    fibres = np.cumsum(noise.normal(0, 1.2, (height, width)), axis=1)  # streaks along the paper's grain
+    paper = rng.uniform(215, 240) + noise.normal(0, 6, (height, width)) + (fibres - fibres.mean()) * 0.15
+    pixels = np.minimum(paper, ink)
+    tint = np.array([1.0, rng.uniform(0.95, 0.99), rng.uniform(0.86, 0.93)])  # aged paper, still no colour
+    return Image.fromarray(np.clip(pixels[..., None] * tint, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(0.5))
+
+
 def render_scene(rng: random.Random, domain: str, width: int, height: int, classes: tuple[str, ...],
                  max_objects: int = 3) -> tuple[Image.Image, list[tuple[str, list[float]]]]:
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    painting = domain == "painting"
-    image = Image.fromarray(_background(rng, width, height, domain).astype(np.uint8))
+    painting = domain in ("painting", "engraving")
+    engraving = domain == "engraving"
+    image = Image.fromarray(np.full((height, width, 3), 255, np.uint8) if engraving
+                            else _background(rng, width, height, domain).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     objects: list[tuple[str, list[float]]] = []
     placed: list[tuple[float, float, float]] = []
@@ -99,8 +115,9 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
         placed.append((cx, cy, r))
         shape = rng.choice(classes)
         points = _outline(shape, cx, cy, r, rng, 0.07 if painting else 0.0)
-        colour = tuple(rng.randint(0, 255) for _ in range(3))
-        style = rng.choice(["filled", "hatched", "outline"]) if painting else "filled"
+        colour = (tuple(rng.randint(0, 60) for _ in range(3)) if engraving  # ink
+                  else tuple(rng.randint(0, 255) for _ in range(3)))
+        style = ("hatched" if engraving else rng.choice(["filled", "hatched", "outline"])) if painting else "filled"
         if style == "filled":
             draw.polygon(points, fill=colour)
             if not painting:  # shading: a lighter, smaller copy towards the top-left
@@ -115,6 +132,8 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
             hatch_draw = ImageDraw.Draw(hatch)
             for offset in range(-height, width, 6):
                 hatch_draw.line((offset, 0, offset + height, height), fill=255, width=2)
+                if engraving:  # cross-hatching
+                    hatch_draw.line((offset, height, offset + height, 0), fill=255, width=1)
             image.paste(Image.new("RGB", image.size, colour), (0, 0), Image.fromarray(
                 np.minimum(np.asarray(mask), np.asarray(hatch))))
             draw = ImageDraw.Draw(image)
@@ -124,7 +143,9 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
         x1, y1 = max(0.0, min(xs) - 1), max(0.0, min(ys) - 1)
         x2, y2 = min(float(width), max(xs) + 1), min(float(height), max(ys) + 1)
         objects.append((shape, [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]))
-    if painting:
+    if engraving:
+        image = _engraving_finish(image, rng)
+    elif painting:
         image = _painting_finish(image, rng)
     elif domain == "photo-mild":
         pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(0.8))).astype(np.float64) * [1.06, 1.0, 0.9]
@@ -135,7 +156,7 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
 def write_scenes(root: str | Path, domain: str, images: int, size: int = 192, seed: int = 0,
                  classes: tuple[str, ...] | None = None, name: str = "annotations.json") -> Path:
     """Write `images` scenes as JPEGs under root/images and a COCO file root/name; returns its path."""
-    classes = classes or (PAINTING_CLASSES if domain == "painting" else PHOTO_CLASSES)
+    classes = classes or (PAINTING_CLASSES if domain in ("painting", "engraving") else PHOTO_CLASSES)
     rng = random.Random(f"{domain}-{seed}")
     stem = Path(name).stem
 

@@ -35,7 +35,11 @@ VARIANTS = ("zero-shot", "head-only", *TWO_STAGE_FORMS, "full", "auto", "scratch
 # Learning rates fixed in advance (AdamW): new heads at 1e-3; whole-network updates at 1e-4 (two-stage's
 # stage 2: 1e-3 × stage2_lr_factor 0.1).
 LEARNING_RATES = {"head-only": 1e-3, "two-stage": 1e-3, "full": 1e-4, "auto": 1e-3, "scratch": 1e-3}
-CELLS = ("small-similar", "small-painting", "large-similar", "large-painting")
+CELLS = ("small-similar", "small-painting", "large-similar", "large-painting")  # auto was calibrated on these
+# a size and a look auto's calibration never saw, with data from seeds of their own
+HELD_OUT_CELLS = ("middle-painting", "small-engraving", "middle-engraving")
+ALL_CELLS = CELLS + HELD_OUT_CELLS
+LOOKS = {"similar": "photo-mild", "painting": "painting", "engraving": "engraving"}  # look -> scene domain
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Settings:
     pretrain_images: int = 600
     pretrain_steps: int = 1200
     small: int = 100
+    middle: int = 400
     large: int = 2000
     val_images: int = 100
     steps: int = 300  # fine-tuning budget per variant
@@ -53,7 +58,7 @@ class Settings:
 
     @classmethod
     def tiny(cls) -> "Settings":
-        return cls(size=128, pretrain_images=8, pretrain_steps=4, small=4, large=8, val_images=4, steps=4,
+        return cls(size=128, pretrain_images=8, pretrain_steps=4, small=4, middle=6, large=8, val_images=4, steps=4,
                    batch=2, seeds=2, steps_per_epoch=2)
 
 
@@ -70,16 +75,19 @@ def _epochs(settings: Settings, steps: int, images: int) -> int:
     return max(1, round(steps / per_epoch))
 
 
-def make_data(root: Path, settings: Settings) -> dict[str, Path]:
+def make_data(root: Path, settings: Settings, cells: tuple[str, ...] = CELLS) -> dict[str, Path]:
+    """Domain A's sets, and each cell's training set and its look's validation set (the calibrated looks'
+    always, for the similarity measures)."""
     data = {"a-train": write_scenes(root, "photo", settings.pretrain_images, settings.size, 0, name="a-train.json"),
             "a-val": write_scenes(root, "photo", settings.val_images, settings.size, 1, name="a-val.json")}
-    for look, domain in (("similar", "photo-mild"), ("painting", "painting")):
-        data[f"{look}-val"] = write_scenes(root, domain, settings.val_images, settings.size, 2,
+    looks = dict.fromkeys(["similar", "painting", *(cell.split("-")[1] for cell in cells)])
+    for look in looks:
+        data[f"{look}-val"] = write_scenes(root, LOOKS[look], settings.val_images, settings.size, 2,
                                            classes=PAINTING_CLASSES, name=f"{look}-val.json")
-        for size_name in ("small", "large"):
-            count = getattr(settings, size_name)
-            data[f"{size_name}-{look}"] = write_scenes(root, domain, count, settings.size, 3,
-                                                       classes=PAINTING_CLASSES, name=f"{size_name}-{look}.json")
+    for cell in cells:
+        size_name, look = cell.split("-")
+        data[cell] = write_scenes(root, LOOKS[look], getattr(settings, size_name), settings.size,
+                                  5 if cell in HELD_OUT_CELLS else 3, classes=PAINTING_CLASSES, name=f"{cell}.json")
     return data
 
 
@@ -134,7 +142,9 @@ def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settin
     from artdet.detector.torch_data import TorchDetectionDataset
 
     measured = {}
-    for look, key in (("A", "a-val"), ("similar", "similar-val"), ("painting", "painting-val")):
+    looks = [("A", "a-val")] + [(key.removesuffix("-val"), key) for key in data if key.endswith("-val")
+                                 and key != "a-val"]
+    for look, key in looks:
         model, val = _pretrained_model(pretrained, data[key], settings, 0)
         metrics = evaluate_model(model, val, torch.device("cpu"), settings.size)
         measured[look] = {
@@ -229,7 +239,7 @@ def _previous_report(path: Path, settings: Settings) -> dict[str, Any]:
 def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS,
                    variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    data = make_data(out / "data", settings)
+    data = make_data(out / "data", settings, cells)
     pretrained = pretrain(out, data, settings)
     pretrain_run = json.loads((pretrained.parent.parent / "metrics.json").read_text())
     pretrain_metrics = pretrain_run["final"]
@@ -256,7 +266,7 @@ def _table(report: dict[str, Any], title: str, cell_value, columns: tuple[str, .
            column_values=lambda result: []) -> list[str]:
     lines = [f"| {title} | " + " | ".join(VARIANTS + columns) + " |",
              "|---" * (len(VARIANTS) + len(columns) + 1) + "|"]
-    for cell in CELLS:
+    for cell in ALL_CELLS:
         if cell in report["cells"]:
             result = report["cells"][cell]
             row = [cell_value(result["variants"][v]) if v in result["variants"] else "not run" for v in VARIANTS]
@@ -285,7 +295,7 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
     """Grouped bars (mAP mean) with error bars (± std), one group per cell."""
     from matplotlib.figure import Figure
 
-    cells = [c for c in CELLS if c in report["cells"]]
+    cells = [c for c in ALL_CELLS if c in report["cells"]]
     figure = Figure(figsize=(1.6 * max(2, len(cells)) + 2.4, 4.2), dpi=100, layout="constrained")
     axes = figure.subplots()
     width = 0.8 / len(VARIANTS)
@@ -318,7 +328,7 @@ def cmd_transfer(args) -> int:
     settings = Settings.tiny() if args.tiny else Settings()
     if args.seeds:
         settings.seeds = args.seeds
-    cells = _choices("--cells", args.cells, CELLS)
+    cells = ALL_CELLS if args.cells == "all" else _choices("--cells", args.cells, ALL_CELLS) if args.cells else CELLS
     variants = _choices("--variants", args.variants, VARIANTS)
     report = run_experiment(Path(args.out), settings, cells, variants)
     print(markdown_table(report), end="")
@@ -332,7 +342,8 @@ def add_experiment_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="folder for data, runs, transfer.json / .png / .md")
     p.add_argument("--tiny", action="store_true", help="a few images and steps: checks the plumbing only")
     p.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
-    p.add_argument("--cells", help=f"comma-separated subset of {','.join(CELLS)}")
+    p.add_argument("--cells", help=f"comma-separated subset of {','.join(ALL_CELLS)}, or all (default: the four "
+                                   f"cells auto was calibrated on; {', '.join(HELD_OUT_CELLS)} are held out)")
     p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}; results merge into an "
                                       "earlier transfer.json in --out made with the same settings")
     p.set_defaults(handler=cmd_transfer)
