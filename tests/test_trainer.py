@@ -84,9 +84,14 @@ def test_an_epochs_events_come_in_order_and_a_resumed_run_continues_the_sequence
     assert [e["global_epoch"] for e in summary["epochs"]] == [1, 2, 3]
     assert events[-2]["type"] == "run_finished" and events[-1]["type"] == "summary"
 
+
+def test_resuming_a_finished_run_says_so_and_touches_nothing(tmp_path, torch_home, shapes):
+    """Issue 11 item 13: `--resume` of a finished run used to re-run its tail and write more events."""
+    run_dir = tmp_path / "run"
+    train(_config(shapes, stage2_epochs=0), run_dir, progress=False)
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     result = artdet("train", "--resume", run_dir)
-    assert "has finished training; nothing to resume" in result.stderr
+    assert result.returncode == 0 and "has finished training; nothing to resume" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == files  # nothing touched
 
 
