@@ -252,13 +252,11 @@ def compare_detections(torch_out: Detections, onnx_out: Detections, candidates: 
     stands_in = _could_suppress(torch_out, candidates, nms_iou, tol)
     kept_for = _could_suppress(candidates, onnx_out, nms_iou, tol) & verified[None, :]
     displaced = (stands_in.astype(np.int64) @ kept_for.astype(np.int64)) > 0
-    # another of PyTorch's boxes scores exactly what P does, and ONNX kept one of PyTorch's boxes scoring alike
-    shared = ((torch_out.labels[:, None] == candidates.labels[None, :])
-              & (np.abs(torch_out.scores[:, None] - candidates.scores[None, :]) <= tol.same_score)
-              & ~_twins(torch_out, candidates, tol)[0]).any(axis=1)
-    kept_alike = ((torch_out.labels[:, None] == onnx_out.labels[None, :]) & verified[None, :]
-                  & (np.abs(torch_out.scores[:, None] - onnx_out.scores[None, :]) <= tol.score)).any(axis=1)
-    same_score = shared & kept_alike
+    # another of PyTorch's boxes scores exactly what P does, and ONNX kept that very box in P's stead
+    shares_score = ((torch_out.labels[:, None] == candidates.labels[None, :])
+                    & (np.abs(torch_out.scores[:, None] - candidates.scores[None, :]) <= tol.same_score)
+                    & ~_twins(torch_out, candidates, tol)[0])
+    same_score = (shares_score.astype(np.int64) @ candidate_twins.T.astype(np.int64)).any(axis=1)
 
     def record(box: float, score: float) -> None:
         report.max_box_error_px = max(report.max_box_error_px, float(box))
@@ -333,6 +331,14 @@ def require_parity(report: ParityReport, threshold: float, out: str | Path,
             "(`artdet export --no-check`).")
 
 
+RESIZED_COPIES = ((203, 317), (480, 360), (640, 211))  # sizes of the first image's copies
+
+
+def parity_image_count(dataset: DetectionDataset | None) -> int:
+    """How many images parity_images gives, without decoding them (the ETA's export estimate)."""
+    return max(1, min(PARITY_IMAGES, len(dataset.images) if dataset else 0)) + len(RESIZED_COPIES)
+
+
 def parity_images(dataset: DetectionDataset | None, count: int = PARITY_IMAGES) -> list[np.ndarray]:
     """Validation images plus resized copies, so at least three input sizes are checked."""
     from PIL import Image
@@ -341,7 +347,7 @@ def parity_images(dataset: DetectionDataset | None, count: int = PARITY_IMAGES) 
     if not base:
         rng = np.random.default_rng(0)
         base = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)]
-    sized = [np.asarray(Image.fromarray(base[0]).resize(size)) for size in ((203, 317), (480, 360), (640, 211))]
+    sized = [np.asarray(Image.fromarray(base[0]).resize(size)) for size in RESIZED_COPIES]
     return base + sized
 
 

@@ -66,6 +66,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file's contents to the disk (a copy is not durable until then)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def durable_rename(source: Path, target: Path) -> None:
     """rename(2), then fsync the folders on both sides so the move survives a crash."""
     os.rename(source, target)

@@ -142,6 +142,16 @@ def build_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.
     return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
+def _ema_with_warmup(decay: float) -> Callable:
+    """torch's EMA update with the decay ramping up as (1 + n) / (10 + n) to `decay` after n updates, so that on
+    a short run the average does not lean on the starting weights."""
+    def update(averaged, current, num_averaged) -> None:
+        n = float(num_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, num_averaged)
+
+    return update
+
+
 @dataclass
 class TrainerState:
     stage_index: int = 0
@@ -169,7 +179,7 @@ class Trainer:
         self.run = run  # the run's record (training.RunRecord); saved with every checkpoint
         self.state = TrainerState()
         # the weights' moving average, which evaluation, best.pt and so the export use (config.ema_decay > 0)
-        self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.ema = (AveragedModel(model, multi_avg_fn=_ema_with_warmup(config.ema_decay), use_buffers=True)
                     if config.ema_decay else None)
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: LRScheduler | None = None

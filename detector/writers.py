@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,11 @@ class TensorBoardWriter(EventWriter):
         elif kind == "evaluated":
             self._evaluation(event["metrics"], event["metrics"]["iteration"])
         else:
-            self._summary(event["summary"])
+            try:
+                self._summary(event["summary"])
+            except Exception as exc:  # extras written after the model and metrics: they never fail the run
+                print(f"artdet: TensorBoard's summary (hparams, plots) was not written: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
 
     def _evaluation(self, metrics: dict[str, Any], step: int) -> None:
         for key in METRIC_KEYS:

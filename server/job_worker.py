@@ -61,14 +61,14 @@ def _fault_hooks() -> list:
 
 def run(run_dir: Path) -> dict:
     from artdet.detector.config import TrainConfig
-    from artdet.detector.export import export_onnx, parity_images
+    from artdet.detector.export import export_onnx, parity_image_count
     from artdet.detector.hooks import ExportEstimateHook
     from artdet.detector.training import load_datasets, train
 
     job = json.loads((run_dir / "job.json").read_text())
     config = TrainConfig.from_dict(job["config"])
     val = load_datasets(config)[1]
-    hooks = [*_fault_hooks(), ExportEstimateHook(len(val.images), len(parity_images(val)))]
+    hooks = [*_fault_hooks(), ExportEstimateHook(len(val.images), parity_image_count(val))]
     if (run_dir / "checkpoints" / "last.pt").is_file():
         summary = train(None, run_dir, resume=True, progress=False, extra_hooks=hooks)
     else:

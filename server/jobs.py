@@ -137,6 +137,11 @@ class JobRunner:
         self._reap_until(job_id)
         return self.store.get_job(job_id)
 
+    def delete(self, job_id: str) -> int:
+        """Delete an ended job (Store.delete_job) while no job changes state."""
+        with self._lock:
+            return self.store.delete_job(job_id)
+
     def _reap_until(self, job_id: str, timeout: float = 30.0) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -188,7 +193,7 @@ class JobRunner:
             # which lives as long as the runner does.
             process = subprocess.Popen([sys.executable, "-m", "artdet.server.job_worker", str(job.run_dir)],
                                        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env=env, cwd=Path(__file__).resolve().parents[1])
+                                       env=env, cwd=job.run_dir)
         except Exception as exc:
             log_file.close()
             log.exception("starting job %s failed", job.id)

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from artdet.detector.errors import DataCorrupted, DiskFull, FailedPrecondition, NotFound
-from artdet.detector.files import durable_rename, free_mb, fsync_dir, is_disk_full, publish_permissions, save_json
+from artdet.detector.files import (durable_rename, free_mb, fsync_dir, fsync_file, is_disk_full, publish_permissions,
+                                   save_json)
 from artdet.server.faults import fault_point
 from artdet.server.names import NAME_PATTERN
 
@@ -200,11 +201,14 @@ class Store:
                 raise self.disk_full() from exc
             raise
 
+    def _trash_path(self) -> Path:
+        return self.root / "tmp" / f"deleted-{time.time_ns()}-{threading.get_ident()}"
+
     def _discard(self, folder: Path) -> None:
         """Remove a published folder: renamed into tmp/ first, so nothing half-deleted stays visible."""
         if not folder.exists():
             return
-        trash = self.root / "tmp" / f"deleted-{time.time_ns()}-{threading.get_ident()}"
+        trash = self._trash_path()
         try:
             durable_rename(folder, trash)
         except OSError:  # even a full disk must let a deletion free space: remove it where it is
@@ -307,6 +311,12 @@ class Store:
             self.report["dropped"].append(folder.format(name, version))
 
     def _reconcile_jobs(self) -> None:
+        gone = [r["id"] for r in self._query("SELECT id, state FROM jobs")
+                if r["state"] not in ACTIVE_JOB_STATES and not self.run_dir(r["id"]).is_dir()]
+        for job_id in gone:  # an ended job whose deletion a crash interrupted
+            with self.transaction() as db:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self.report["dropped"].append(f"runs/{job_id}")
         indexed = {r["id"] for r in self._query("SELECT id FROM jobs")}
         rebuilt = []
         for folder in sorted((self.root / "runs").iterdir()):
@@ -504,17 +514,33 @@ class Store:
         return [self._job(r) for r in rows]
 
     def delete_job(self, job_id: str) -> int:
-        """Remove an ended job's row and run folder; the bytes freed. Its registered models stay."""
+        """Remove an ended job's run folder and row; the bytes freed. Its registered models stay. Refused while
+        the job, or an active job retraining from its checkpoint, is queued or running. The folder leaves
+        first (into tmp/): a crash before the row goes leaves a row without a folder, which the next start drops."""
+        folder = self.run_dir(job_id)
         with self.transaction() as db:
             row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise NotFound(f"job {job_id!r} not found")
             if row["state"] in ACTIVE_JOB_STATES:
                 raise FailedPrecondition(f"job {job_id} is {row['state']}; cancel it first")
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        folder = self.run_dir(job_id)
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-        self._discard(folder)
+            active = db.execute(f"SELECT id, config FROM jobs WHERE state IN "
+                                f"({','.join('?' * len(ACTIVE_JOB_STATES))})", ACTIVE_JOB_STATES).fetchall()
+            for other in active:
+                if Path(str(json.loads(other["config"]).get("weights", ""))).is_relative_to(folder):
+                    raise FailedPrecondition(f"job {job_id}: job {other['id']} retrains from its checkpoint; "
+                                             "wait for it or cancel it first")
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+            trash = self._trash_path()
+            if folder.exists():
+                durable_rename(folder, trash)
+            try:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            except BaseException:
+                if trash.exists():
+                    durable_rename(trash, folder)
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
         return size
 
     # models ------------------------------------------------------------------------------------
@@ -545,6 +571,7 @@ class Store:
                 version = self._next_version(db, "models", name, self.root / "models" / name)
                 staged = self._scratch("model-")
                 shutil.copyfile(onnx_file, staged / "model.onnx")
+                fsync_file(staged / "model.onnx")  # the run's copy goes once this one is registered
                 created = time.time()
                 save_json({**card, "name": name, "version": version, "job_id": job_id, "created_at": created},
                           staged / "model.json")

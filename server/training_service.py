@@ -161,7 +161,7 @@ class TrainingServicer(rpc.TrainingServiceServicer):
 
     @rpc_errors
     def DeleteJob(self, request, context):
-        return pb.DeleteJobResponse(freed_bytes=self.store.delete_job(request.id))
+        return pb.DeleteJobResponse(freed_bytes=self.runner.delete(request.id))
 
     @rpc_errors
     def WatchJob(self, request, context):

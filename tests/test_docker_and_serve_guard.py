@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,24 @@ def test_serve_starts_with_insecure_or_tokens_or_on_loopback(tmp_path, how):
         assert ("AUTHENTICATION IS OFF" in server.log.read_text()) == (how != "tokens")
     finally:
         server.stop()
+
+
+def test_health_wait_answers_once_a_server_comes_up_and_says_what_to_do_when_none_does(tmp_path):
+    """The README's worked example starts the server in the background and waits with `artdet health --wait`."""
+    port = int(_free_port())
+    waiting = subprocess.Popen([sys.executable, "-m", "artdet.tools.cli", "health", "--server", f"127.0.0.1:{port}",
+                                "--wait", "120"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)  # health is already waiting when the server starts
+        assert waiting.poll() is None
+        (tmp_path / "models").mkdir()
+        server = ServerProcess(tmp_path / "data", "--model-dir", tmp_path / "models").start(port)
+        try:
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            server.stop()
+    finally:
+        waiting.kill()
+    assert (waiting.returncode, out.strip()) == (0, "SERVING"), err
+    gone = artdet("health", "--server", f"127.0.0.1:{port}", "--wait", "2", check=False)
+    assert gone.returncode == 2 and "is `artdet serve` running at that address?" in gone.stderr

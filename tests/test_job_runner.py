@@ -269,14 +269,23 @@ def test_a_succeeded_job_keeps_one_copy_of_its_model_and_delete_frees_its_run_fo
 
         wait_for(lambda: workers.started_ids() == [first.id, second.id], what="the second worker")
         with pytest.raises(FailedPrecondition, match=f"job {second.id} is running; cancel it first"):
-            store.delete_job(second.id)
+            runner.delete(second.id)
+        retrain = runner.submit(dataset, "m", {"weights": str(first.run_dir / "checkpoints" / "best.pt")})
+        with pytest.raises(FailedPrecondition, match=f"job {retrain.id} retrains from its checkpoint"):
+            runner.delete(first.id)  # the queued job would find its starting weights gone
+        runner.cancel(retrain.id)
         size = sum(p.stat().st_size for p in first.run_dir.rglob("*") if p.is_file())
-        assert store.delete_job(first.id) == size >= 3000
-        assert not first.run_dir.exists() and [j.id for j in store.list_jobs()] == [second.id]
+        assert runner.delete(first.id) == size >= 3000
+        assert not first.run_dir.exists() and [j.id for j in store.list_jobs()] == [second.id, retrain.id]
         assert store.get_model("m", model.version).onnx_path.read_bytes() == onnx  # the model stays
         with pytest.raises(NotFound, match=f"job {first.id!r} not found"):
-            store.delete_job(first.id)
-        assert [j.id for j in Store(store.root, min_free_mb=0).list_jobs()] == [second.id]  # not rebuilt
+            runner.delete(first.id)
+        assert [j.id for j in Store(store.root, min_free_mb=0).list_jobs()] == [second.id, retrain.id]
+        # a crash after the folder left but before its row did: the next start drops the row
+        retrain.run_dir.rename(store.root / "tmp" / "deleted-by-a-crash")
+        reopened = Store(store.root, min_free_mb=0)
+        assert [j.id for j in reopened.list_jobs()] == [second.id]
+        assert reopened.report["dropped"] == [f"runs/{retrain.id}"]
         workers.release(second.id, 0, EXPORTED)
         wait_finished(store, second.id, "the second job")
     finally:

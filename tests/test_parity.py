@@ -160,6 +160,16 @@ def test_a_real_mismatch_still_fails(onnx_boxes, onnx_scores, expected):
     assert report.tied == 0
 
 
+def test_a_missing_detection_is_not_excused_by_a_box_elsewhere_that_shares_its_score():
+    # R scores what P does, but R sits by Q, far from P, and ONNX kept neither P nor R: P is missing, not tied
+    p, q, r = _row(0, 300, 310)
+    torch_side = PyTorchSide([p, q, r], [0.5, 0.505, 0.500005], [1, 1, 1])
+    assert len(torch_side([torch.ones(1)])[0]["scores"]) == 2  # PyTorch's NMS drops R for Q
+    report = check_parity(torch_side, OnnxSide([q], [0.505], [1]), [IMAGE], 0.05)
+    assert len(report.failures) == 1 and "PyTorch label 1 score 0.5000 at [0.0" in report.failures[0]
+    assert report.tied == 0
+
+
 def test_a_missing_detection_whose_score_no_other_box_shares_fails():
     # ONNX lacks P; Q scores close to it (within the score tolerance) but no box of PyTorch's scores what P does
     p, q = _row(0, 300)

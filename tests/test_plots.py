@@ -172,3 +172,15 @@ def test_validation_images_are_drawn_with_their_boxes_scaled_to_the_drawing(tmp_
 def test_a_plotting_failure_is_reported_not_raised(tmp_path, capsys):
     assert training.write_plots(SimpleNamespace(run_dir=tmp_path, val_set=None)) == []  # no metrics.json
     assert "the run's plots were not drawn: FileNotFoundError" in capsys.readouterr().err
+
+
+def test_a_tensorboard_summary_failure_is_reported_not_raised(tmp_path, capsys):
+    """The summary event comes after best.pt and metrics.json: a plot it cannot read must not fail the run."""
+    from artdet.detector.events import new_event
+    from artdet.detector.writers import TensorBoardWriter
+
+    writer = TensorBoardWriter(tmp_path / "tensorboard", hparams={"lr": 0.01})
+    summary = {"final": {"map": 0.5, "ap50": 0.7, "iteration": 4}, "plots": ["results.png"]}  # never drawn
+    writer.write(new_event("summary", summary=summary))
+    writer.close()
+    assert "TensorBoard's summary (hparams, plots) was not written: FileNotFoundError" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from artdet.detector.architectures import get_architecture
 from artdet.detector.config import TrainConfig
@@ -34,7 +33,7 @@ class SnapshotAtStage(Hook):
             self.weights = _snapshot(trainer.model)
 
 
-def test_two_stage_stage_2_trains_every_parameter_and_no_frozen_batchnorm_statistic():
+def test_two_stage_stage_2_trains_every_parameter():
     stages = manual_plan(TrainConfig(train="x", stage1_epochs=1, stage2_epochs=1, lr=0.01), ARCH, "two-stage")
     snapshot = SnapshotAtStage(1)
     trainer = tiny_trainer([snapshot], stages)
@@ -46,9 +45,6 @@ def test_two_stage_stage_2_trains_every_parameter_and_no_frozen_batchnorm_statis
     for stage in backbone_stages(trainer.model, ARCH):  # and so every backbone stage, counted as the ARCH splits it
         assert all(not torch.equal(before[n], after[n]) for module in stage for n, p in trainer.model.named_parameters()
                    if any(p is q for q in module.parameters()))
-    frozen = [name for name, module in trainer.model.named_modules() if isinstance(module, FrozenBatchNorm2d)]
-    assert frozen and all(torch.equal(before[f"{name}.{b}"], after[f"{name}.{b}"])
-                          for name in frozen for b in ("weight", "bias", "running_mean", "running_var"))
 
 
 def test_layer_decay_gives_each_backbone_stage_the_documented_rate():

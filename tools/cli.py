@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # every failure a user can cause ends as one clear line, not a traceback
         if type(exc).__module__.startswith("grpc") and hasattr(exc, "code"):
             hint = ""
-            if exc.code().name == "UNAVAILABLE":
+            if exc.code().name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                 hint = " (is `artdet serve` running at that address?)"
             print(f"artdet {args.command}: error: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
             return 2

@@ -379,21 +379,26 @@ def cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    server, tls_ca = args.server or os.environ.get(SERVER_ENV), args.tls_ca
+    server, tls_ca = args.server or os.environ.get(SERVER_ENV), args.tls_ca or os.environ.get("ARTDET_TLS_CA")
     if not server:  # the server `artdet serve` starts from this environment (the container's HEALTHCHECK)
         config = serve_config(argparse.Namespace())
-        server, tls_ca = _local_address(config), tls_ca or config.tls_cert
+        server, tls_ca = _local_address(config), tls_ca or config.tls_cert  # a self-signed one is its own CA
     if tls_ca:
         name = args.tls_server_name or os.environ.get("ARTDET_TLS_SERVER_NAME")
         channel = grpc.secure_channel(server, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()),
                                       [("grpc.ssl_target_name_override", name)] if name else None)
     else:
         channel = grpc.insecure_channel(server)
-    deadline = time.monotonic() + args.wait
+    stub, deadline = health_pb2_grpc.HealthStub(channel), time.monotonic() + args.wait
     while True:  # with --wait: until the server is up and SERVING, or the time is over
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), wait_for_ready=args.wait > 0,
-            timeout=max(args.timeout, deadline - time.monotonic()))
+        left = deadline - time.monotonic()
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), wait_for_ready=left > 0,
+                               timeout=max(0.5, min(args.timeout, left)) if left > 0 else args.timeout)
+        except grpc.RpcError as exc:
+            if left <= 0 or exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                raise
+            continue
         if reply.status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() >= deadline:
             break
         time.sleep(0.2)

@@ -88,6 +88,9 @@ def make_data(root: Path, settings: Settings, cells: tuple[str, ...] = CELLS) ->
         size_name, look = cell.split("-")
         data[cell] = write_scenes(root, LOOKS[look], getattr(settings, size_name), settings.size,
                                   5 if cell in HELD_OUT_CELLS else 3, classes=PAINTING_CLASSES, name=f"{cell}.json")
+        if cell in HELD_OUT_CELLS:  # judged on images of its own, never on the calibration's
+            data[f"{cell}-val"] = write_scenes(root, LOOKS[look], settings.val_images, settings.size, 6,
+                                               classes=PAINTING_CLASSES, name=f"{cell}-val.json")
     return data
 
 
@@ -142,8 +145,7 @@ def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settin
     from artdet.detector.torch_data import TorchDetectionDataset
 
     measured = {}
-    looks = [("A", "a-val")] + [(key.removesuffix("-val"), key) for key in data if key.endswith("-val")
-                                 and key != "a-val"]
+    looks = [("A", "a-val")] + [(look, f"{look}-val") for look in LOOKS if f"{look}-val" in data]
     for look, key in looks:
         model, val = _pretrained_model(pretrained, data[key], settings, 0)
         metrics = evaluate_model(model, val, torch.device("cpu"), settings.size)
@@ -159,7 +161,7 @@ def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict
     from artdet.detector.training import train
 
     size_name, look = cell.split("-")
-    train_file, val_file = data[cell], data[f"{look}-val"]
+    train_file, val_file = data[cell], data.get(f"{cell}-val", data[f"{look}-val"])
     images = getattr(settings, size_name)
     run = work / cell / variant / f"seed{seed}"
     if (run / "metrics.json").is_file():  # a fresh run each time: the experiment is re-runnable
