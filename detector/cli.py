@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from artdet.detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
-                             TRAIN_SCHEMA, AugmentConfig, TrainConfig)
+                                    TRAIN_SCHEMA, AugmentConfig, TrainConfig)
 from artdet.detector.results import DetectionResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
@@ -278,7 +278,8 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print detections as JSON")
     p.add_argument("--draw", help="PNG to draw labelled boxes into (a folder when IMAGE is a folder)")
     p.add_argument("--coco", help="write predictions as a COCO file (pre-annotations for CVAT / Label Studio)")
-    p.add_argument("--threshold", type=float, default=SCORE_THRESHOLD, help=f"minimum score (default: {SCORE_THRESHOLD})")
+    p.add_argument("--threshold", type=float, default=SCORE_THRESHOLD,
+                   help=f"minimum score (default: {SCORE_THRESHOLD})")
     p.add_argument("--top-k", type=int, default=DETECTIONS_PER_IMAGE,
                    help=f"at most this many detections per image (default: {DETECTIONS_PER_IMAGE})")
     p.add_argument("--classes", help="comma-separated class names to keep")

@@ -64,7 +64,8 @@ def load_coco_state(arch: Architecture) -> dict[str, torch.Tensor]:
         name = os.path.basename(arch.coco_weights.url)
         raise WeightsUnavailableError(
             f"COCO weights for {arch.name} ({name}) are not in the torch hub cache and could not be downloaded "
-            f"({type(exc).__name__}). Fetch them where there is internet (python -m artdet.tools.fetch_weights) and copy "
+            f"({type(exc).__name__}). Fetch them where there is internet (python -m artdet.tools.fetch_weights) "
+            "and copy "
             f"{name} into $TORCH_HOME/hub/checkpoints/ on the machine that trains (for `artdet jobs start`: the "
             f"server's; this one looked for {coco_cache_path(arch)}); or start from a weights file "
             f"(artdet train --weights PATH) or a registered model (artdet jobs start --base-model NAME)"

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from artdet.detector.dataset import (DatasetValidationError, DetectionDataset, NameTree, Problem, file_name_problem,
-                              load_coco, normalize_file_name)
+                                     load_coco, normalize_file_name)
 from artdet.detector.errors import show
 
 _INVALID = object()  # a value that is present but not a finite number
@@ -146,7 +146,8 @@ def voc_to_coco(annotation_dir: str | Path, image_dir: str | Path | None = None)
 
     Images are looked up by each file's `<filename>` in `image_dir` (default: a sibling `JPEGImages`
     folder when present, else the annotation folder); a file in a sub-folder whose `<folder>` names that
-    sub-folder (People-Art's `Annotations/<style>/`) has its image in the same sub-folder of `image_dir`. Malformed files are reported together.
+    sub-folder (People-Art's `Annotations/<style>/`) has its image in the same sub-folder of `image_dir`.
+    Malformed files are reported together.
     """
     annotation_dir = Path(annotation_dir)
     if image_dir is None:

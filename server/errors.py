@@ -14,8 +14,9 @@ import uuid
 
 import grpc
 
-from artdet.detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull, FailedPrecondition,
-                             InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable, redact_paths)
+from artdet.detector.errors import (ArtdetError, Cancelled, DataCorrupted, DeadlineExceeded, DiskFull,
+                                    FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted,
+                                    Unavailable, redact_paths)
 from artdet.detector.files import is_disk_full
 
 log = logging.getLogger("artdet.server")

@@ -116,7 +116,8 @@ class ServerProcess:
     def start(self, port: int = 0) -> "ServerProcess":
         import time
 
-        args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", str(port),
+        args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir),
+                "--port", str(port),
                 *self.extra]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=self.log.open("ab"), text=True)

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from artdet.detector.dataset import DatasetValidationError, DetectionDataset, check_coco_structure, load_coco, parse_json
+from artdet.detector.dataset import (DatasetValidationError, DetectionDataset, check_coco_structure, load_coco,
+                                     parse_json)
 from artdet.detector.errors import InvalidArgument
 from artdet.detector.voc import voc_files_to_coco, voc_to_coco
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from artdet.detector.images import (ImageDecodeError, ImageTooLargeError, decode_image, decode_upright, read_image_size,
-                             resolve_inside)
+                                    resolve_inside)
 
 
 def _encode(image: Image.Image, fmt="JPEG", **kwargs) -> bytes:

@@ -10,7 +10,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from artdet.detector.architectures import ARCHITECTURES, coco_category_names, get_architecture
 from artdet.detector.freezing import backbone_stages, configure_trainable
 from artdet.detector.models import (IncompatibleWeightsError, WeightsUnavailableError, build_model, checkpoint_payload,
-                             coco_cache_path)
+                                    coco_cache_path)
 from tests.conftest import TINY_ARCH
 
 

@@ -16,8 +16,7 @@ from artdet.detector import training
 from artdet.detector.config import TrainConfig
 from artdet.detector.dataset import load_coco
 from artdet.detector.draw import class_colour
-from artdet.detector.plots import (drawn_image, per_class_ap_figure, pr_curves_figure, results_figure,
-                                   training_steps)
+from artdet.detector.plots import (drawn_image, per_class_ap_figure, pr_curves_figure, results_figure, training_steps)
 from artdet.detector.results import Detection
 from artdet.detector.trainer import Hook
 from artdet.tools.experiments.synthetic import write_shapes_dataset

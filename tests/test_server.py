@@ -367,7 +367,8 @@ def _gone_or_zombie(pid: int) -> bool:
 def _replay(connection, job_id: str, until: str, timeout: float = 20) -> list:
     """Events from a watch opened now, read until the first of type `until` (or the stream's end)."""
     events = []
-    stream = connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata, timeout=timeout)
+    stream = connection.training().WatchJob(pb.WatchJobRequest(id=job_id), metadata=connection.metadata,
+                                            timeout=timeout)
     try:
         for event in stream:
             events.append(event)

@@ -142,7 +142,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, torch_home, shapes):
 def test_torchrun_two_processes_write_one_consistent_run(tmp_path, torch_home, shapes):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "artdet.tools.cli", "train", "--train", shapes["train"], "--val", shapes["val"], "--arch", TINY_ARCH,
+               "-m", "artdet.tools.cli", "train", "--train", shapes["train"], "--val", shapes["val"],
+               "--arch", TINY_ARCH,
                "--weights", "coco", "--out", out, "--stage1-epochs", "1", "--stage2-epochs", "1",
                "--max-size", "128", "--workers", "0", "--batch-size", "2", "--quiet"]
     result = subprocess.run([str(c) for c in command], cwd=ROOT, capture_output=True, text=True, timeout=900,

@@ -171,7 +171,8 @@ def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict
     started = time.time()
     if variant == "zero-shot":  # the pretrained model as it is, on B's shared classes
         metrics = _zero_shot(pretrained, val_file, settings, seed)
-        result = {"map": _shared_classes_map(metrics["per_class_ap"]), "ap50": metrics["ap50"], "per_class_ap": metrics["per_class_ap"],
+        result = {"map": _shared_classes_map(metrics["per_class_ap"]), "ap50": metrics["ap50"],
+                  "per_class_ap": metrics["per_class_ap"],
                   "note": "mAP over the classes shared with domain A"}
     else:
         total = _epochs(settings, settings.steps, images)
