@@ -22,7 +22,7 @@ def test_people_art_two_stage_train_export_detect(tmp_path, torch_home):
     assert metrics["warm_started_classes"] == {"person": "person"}
     assert metrics["baseline"]["images"] == 36
     assert [e["stage"] for e in metrics["epochs"]] == ["feature-extraction", "fine-tuning"]
-    assert metrics["strategy"]["stages"][1]["backbone_layers"] == 3
+    assert metrics["strategy"]["stages"][1]["backbone_layers"] == 6  # stage 2: the whole network
     assert set(metrics["per_class_ap"]) == {"person"}
     assert (run / "config.json").is_file() and (run / "checkpoints" / "best.pt").is_file()
 
