@@ -126,8 +126,8 @@ class Run:
     evaluation_seconds: float = 0.0  # one evaluation's time, measured on the baseline (the ETA's first estimate)
 
     def evaluate(self, progress: bool, model: nn.Module | None = None) -> dict[str, Any]:
-        return evaluate_model(model or self.model, self.val_set, self.ctx.device, self.max_side, self.config.workers,
-                              progress)
+        return evaluate_model(self.model if model is None else model, self.val_set, self.ctx.device, self.max_side,
+                              self.config.workers, progress)
 
 
 def _prepare(config: TrainConfig, run_dir: Path, ctx: DistContext, checkpoint: dict[str, Any] | None) -> Run:
