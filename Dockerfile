@@ -51,7 +51,7 @@ FROM base AS full
 ENV TORCH_HOME=/opt/torch-home
 # torch first, spelled exactly so pip takes the pinned wheels (as tools/setup.sh does)
 RUN pip install torch==2.14.1 torchvision==0.29.1 \
-    && pip install --requirement requirements/train.txt \
+    && pip install --requirement requirements/train.txt --requirement requirements/console.txt \
     && mkdir -p /opt/torch-home \
     && chown artdet:artdet /opt/torch-home
 COPY proto proto

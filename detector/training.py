@@ -287,6 +287,16 @@ def write_summary(run: Run, trainer: Trainer) -> dict[str, Any]:
     return summary
 
 
+def plan_strategy(config: TrainConfig, run_dir: str | Path) -> StrategyDecision:
+    """The strategy a new run of `config` would follow (auto measures the baseline for it), without training."""
+    config.validate()
+    ctx = init_distributed(config.device)
+    try:
+        return StrategyDecision.from_dict(start_run(config, Path(run_dir), ctx, progress=False).record.strategy)
+    finally:
+        shutdown(ctx)
+
+
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False, progress: bool = True,
           extra_hooks: Iterable[Hook] = ()) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; returns the metrics written to metrics.json (on rank 0).

@@ -8,8 +8,10 @@ import functools
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from artdet.server.guard import RequestGuard
 from artdet.server.memory import return_large_buffers_to_the_os
 from artdet.server.metrics import MetricsInterceptor, ServerMetrics
 from artdet.server.model_repository import ModelRepository
+from artdet.server.server_info import ServerInfoServicer
 
 log = logging.getLogger("artdet.server")
 
@@ -59,6 +62,9 @@ class ServerConfig:
     metrics_port: int = 0  # 0: no Prometheus endpoint
     refresh_seconds: float = 2.0  # Detect-only replicas re-read active.json this often
     min_free_mb: int = 500  # below this much free space under data_dir, uploads and new jobs are refused
+    console: bool = True  # the web console (full server only; needs the console extra)
+    console_host: str = "127.0.0.1"
+    console_port: int = 8051
 
 
 def is_loopback(host: str) -> bool:
@@ -74,9 +80,13 @@ def server_tokens(config: ServerConfig) -> dict[str, set[str]]:
     """The bearer tokens. None at all is refused on an address other machines can reach, unless `insecure`
     says so; on loopback the auth interceptor only warns."""
     tokens = load_tokens(config.tokens_file)
-    if not tokens and not config.insecure and not is_loopback(config.host):
-        raise ValueError(f"--host {config.host} is reachable from other machines and no tokens are configured: "
-                         f"give --tokens-file FILE or set {TOKENS_ENV}, or pass --insecure to serve without "
+    exposed = [f"--host {config.host}"] if not is_loopback(config.host) else []
+    if config.console and not config.model_dir and not is_loopback(config.console_host):
+        exposed.append(f"--console-host {config.console_host}")
+    if not tokens and not config.insecure and exposed:
+        verb = "is" if len(exposed) == 1 else "are"
+        raise ValueError(f"{' and '.join(exposed)} {verb} reachable from other machines and no tokens are "
+                         f"configured: give --tokens-file FILE or set {TOKENS_ENV}, or pass --insecure to serve without "
                          "authentication")
     return tokens
 
@@ -86,7 +96,8 @@ class _DetectOnlyReplica(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if not method.startswith("/artdet.v1.") or method.startswith("/artdet.v1.DetectionService/"):
+        if not method.startswith("/artdet.v1.") or method.startswith(("/artdet.v1.DetectionService/",
+                                                                       "/artdet.v1.ServerService/")):
             return continuation(handler_call_details)
 
         def refuse(_request, context):
@@ -126,6 +137,7 @@ class ArtdetServer:
         self._on_stopping: list[Callable[[], None]] = []  # as the server stops accepting calls
         self._on_stopped: list[Callable[[], None]] = []  # once its calls have ended or were cancelled
         self.port = 0
+        self.console = None
         self._add_service("DetectionService", rpc.add_DetectionServiceServicer_to_server,
                           DetectionServicer(self.repository))
 
@@ -152,7 +164,13 @@ class ArtdetServer:
                             TrainingServicer(store, runner, server.repository))
         server._add_service("ModelService", rpc.add_ModelServiceServicer_to_server,
                             ModelServicer(store, server.repository, server.auth.roles_of))
-        return server._listen()
+        server._add_service("ServerService", rpc.add_ServerServiceServicer_to_server, ServerInfoServicer(
+            server.repository, server.auth.roles_of, runner.counts, store.used_bytes,
+            lambda: shutil.disk_usage(store.root).free))
+        server._listen()
+        if config.console:
+            server._add_console(store.root / "tmp")
+        return server
 
     @classmethod
     def replica(cls, config: ServerConfig) -> ArtdetServer:
@@ -163,6 +181,8 @@ class ArtdetServer:
             raise FileNotFoundError(f"--model-dir: {models_root} is not a directory")
         server = cls(config, tokens, models_root, f"Detect-only replica of {config.model_dir}",
                      refusal=_DetectOnlyReplica())
+        server._add_service("ServerService", rpc.add_ServerServiceServicer_to_server,
+                            ServerInfoServicer(server.repository, server.auth.roles_of))
         stop_refresh = threading.Event()
 
         def refresh_loop() -> None:
@@ -186,6 +206,24 @@ class ArtdetServer:
                                             self.server)
         self.port = self._bind()
         return self
+
+    def _add_console(self, scratch_root: Path) -> None:
+        """The web console, calling this server's RPCs over a Unix socket only this user can open."""
+        try:
+            from artdet.server.console.http_server import ConsoleServer
+        except ImportError as exc:
+            log.warning("web console off: %s is not installed (pip install 'artdet[console]'; --no-console "
+                        "silences this)", exc.name)
+            return
+        socket_dir = Path(tempfile.mkdtemp(prefix="artdet-"))  # mode 0700; short enough for a socket path
+        target = f"unix:{socket_dir / 'grpc.sock'}"
+        if not self.server.add_insecure_port(target):
+            raise FailedPrecondition("web console: cannot open its private socket (--no-console turns it off)")
+        self.console = ConsoleServer(self.config.console_host, self.config.console_port, target, scratch_root,
+                                     self.config.max_upload_mb << 20, self.config.max_message_mb << 20,
+                                     self.config.tls_cert, self.config.tls_key)
+        self._on_start.append(self.console.start)
+        self._on_stopped += [self.console.stop, lambda: shutil.rmtree(socket_dir, ignore_errors=True)]
 
     def _bind(self) -> int:
         address = f"{self.config.host}:{self.config.port}"
@@ -242,6 +280,8 @@ def serve(config: ServerConfig) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    if server.console is not None:
+        print(f"artdet: web console on {server.console.url}", flush=True)
     print(f"artdet: ready on {config.host}:{server.port}", flush=True)
     stopped.wait()
     if not server.stop():

@@ -13,15 +13,19 @@ log = logging.getLogger("artdet.auth")
 
 ROLES = ("annotator", "operator", "client", "admin")
 SERVICE_ROLES = {
-    "artdet.v1.DatasetService": "annotator",
-    "artdet.v1.TrainingService": "operator",
-    "artdet.v1.ModelService": "operator",
-    "artdet.v1.DetectionService": "client",
+    "artdet.v1.DatasetService": {"annotator"},
+    "artdet.v1.TrainingService": {"operator"},
+    "artdet.v1.ModelService": {"operator"},
+    "artdet.v1.DetectionService": {"client"},
+    "artdet.v1.ServerService": set(ROLES),
 }
 # The museum app runs its model on the device: a client token may also read the *active* model version
 # (the servicer narrows these calls to it); everything else of ModelService stays the operator's.
 ACTIVE_MODEL_READS = {"/artdet.v1.ModelService/ListModels", "/artdet.v1.ModelService/GetModel",
                       "/artdet.v1.ModelService/DownloadModel"}
+# Operators train on datasets: they may read them, not change them.
+DATASET_READS = {"/artdet.v1.DatasetService/ListDatasets", "/artdet.v1.DatasetService/GetDataset",
+                 "/artdet.v1.DatasetService/ListDatasetImages", "/artdet.v1.DatasetService/GetDatasetImage"}
 TOKENS_ENV = "ARTDET_TOKENS"
 
 
@@ -30,7 +34,8 @@ def roles_allowed(method: str) -> set[str]:
     required = SERVICE_ROLES.get(method.lstrip("/").split("/")[0])
     if required is None:
         return set()
-    return {required, "admin"} | ({"client"} if method in ACTIVE_MODEL_READS else set())
+    return (required | {"admin"} | ({"client"} if method in ACTIVE_MODEL_READS else set())
+            | ({"operator"} if method in DATASET_READS else set()))
 
 
 def parse_tokens(text: str) -> dict[str, set[str]]:

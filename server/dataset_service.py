@@ -9,6 +9,7 @@ import grpc
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from artdet.detector.errors import ArtdetError, Cancelled, InvalidArgument
+from artdet.server.dataset_images import DatasetImages
 from artdet.server.errors import rpc_errors
 from artdet.server.ingest import ingest_dataset
 from artdet.server.names import check_name
@@ -47,6 +48,7 @@ class DatasetServicer(rpc.DatasetServiceServicer):
         self.store = store
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
+        self.images = DatasetImages(store.cache_dir("thumbnails"), max_image_pixels)
 
     @rpc_errors
     def UploadDataset(self, request_iterator, context):
@@ -72,6 +74,27 @@ class DatasetServicer(rpc.DatasetServiceServicer):
 
     @rpc_errors
     def DeleteDataset(self, request, context):
-        count = self.store.delete_dataset(check_name(request.name, "name"), request.version)
+        name = check_name(request.name, "name")
+        count = self.store.delete_dataset(name, request.version)
+        self.images.forget(name, request.version)
         return pb.DeleteDatasetResponse(deleted_versions=count)
+
+    @rpc_errors
+    def ListDatasetImages(self, request, context):
+        row = self.store.get_dataset(check_name(request.name, "name"), request.version)
+        dataset, images, following = self.images.page(row, request.page_size, request.page_token)
+        return pb.ListDatasetImagesResponse(
+            images=[pb.DatasetImage(id=image.id, file_name=image.file_name, width=image.width, height=image.height,
+                                    boxes=[pb.AnnotatedBox(label=dataset.class_names[box.label - 1],
+                                                           box=pb.Box(x1=box.box[0], y1=box.box[1],
+                                                                      x2=box.box[2], y2=box.box[3]))
+                                           for box in dataset.boxes(image.id)])
+                    for image in images],
+            next_page_token=following, total=len(dataset.images))
+
+    @rpc_errors
+    def GetDatasetImage(self, request, context):
+        row = self.store.get_dataset(check_name(request.name, "name"), request.version)
+        jpeg, width, height = self.images.thumbnail(row, request.image_id, request.max_side)
+        return pb.DatasetImageData(jpeg=jpeg, width=width, height=height)
 

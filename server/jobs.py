@@ -65,6 +65,19 @@ class _Running:
     cancelled: bool = False
 
 
+def log_tail(run_dir: Path, lines: int, max_bytes: int = 64 << 10) -> str:
+    """The last non-blank `lines` of a job's worker log, with server paths redacted."""
+    path = run_dir / "worker.log"
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return redact_paths("\n".join(kept))
+
+
 class JobRunner:
     def __init__(self, store: Store, concurrency: int = 1,
                  register: Callable[[JobRow, dict[str, Any]], int] | None = None, poll_seconds: float = 0.2,
@@ -254,7 +267,7 @@ class JobRunner:
         error = result.get("error") or ""
         if not error and returncode == EXIT_DISK_FULL:
             error = f"disk full in the training worker ({self.store.free_mb()} MB free)"
-        self._fail(job, error or self._log_tail(job.run_dir) or f"worker exited with {returncode}")
+        self._fail(job, error or log_tail(job.run_dir, 1)[:500] or f"worker exited with {returncode}")
 
     def _fail(self, job: JobRow, error: str) -> None:
         error = redact_paths(error)
@@ -271,14 +284,6 @@ class JobRunner:
         if isinstance(exc, ArtdetError):
             return str(exc)
         return f"{type(exc).__name__}: {exc}"
-
-    @staticmethod
-    def _log_tail(run_dir: Path) -> str:
-        path = run_dir / "worker.log"
-        if not path.is_file():
-            return ""
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
-        return lines[-1][:500] if lines else ""
 
     def counts(self) -> dict[str, int]:
         counts = {state: 0 for state in JOB_STATES}

@@ -7,6 +7,7 @@
     DATA/models/<name>/<version>/model.onnx        + model.json (metrics, classes, class info)
     DATA/models/<name>/active.json                 {"version": N, "history": [...]}: what Detect serves
     DATA/tmp/                                      uploads in progress (emptied at start)
+    DATA/cache/                                    what can be made again (dataset thumbnails)
 
     DATA/quarantine/<time>-...                     what was found without a row and could not be rebuilt
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -175,6 +177,20 @@ class Store:
     # disk space --------------------------------------------------------------------------------
     def free_mb(self) -> int:
         return free_mb(self.root)
+
+    def used_bytes(self) -> int:
+        """Bytes of the files under the data directory (links not followed)."""
+        total = 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:  # removed while we walked
+                    pass
+        return total
+
+    def cache_dir(self, kind: str) -> Path:
+        return self.root / "cache" / kind
 
     def disk_full(self) -> DiskFull:
         return DiskFull(f"data directory full ({self.free_mb()} MB free)")

@@ -13,7 +13,7 @@ from artdet.detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA, FieldSpec, Train
 from artdet.detector.errors import InvalidArgument
 from artdet.detector.events import read_events
 from artdet.server.errors import rpc_errors
-from artdet.server.jobs import TERMINAL, JobRunner
+from artdet.server.jobs import TERMINAL, JobRunner, log_tail
 from artdet.server.model_registry import resolve_base_model
 from artdet.server.model_repository import ModelRepository
 from artdet.server.names import check_name
@@ -26,6 +26,7 @@ STATE_NAMES = {v: k for k, v in STATES.items()}
 TYPED_PARAMETERS = tuple(f.name for f in pb.TrainingParameters.DESCRIPTOR.fields if f.name not in ("augment", "extra"))
 # options a remote caller may not set: they name files on the server or its hardware (the schema marks them)
 SERVER_OWNED = frozenset(name for name, spec in TRAIN_SCHEMA.items() if spec.server_owned)
+LOG_TAIL_LINES = 40  # of a failed job's worker log, in its Job message
 # bounds of the `extra` map: TrainConfig has a few dozen options, each with a short text form
 EXTRA_MAX_ENTRIES = 64
 EXTRA_MAX_KEY = 64
@@ -84,7 +85,8 @@ def job_message(job: JobRow) -> pb.Job:
         id=job.id, state=STATES[job.state], dataset_name=job.dataset_name, dataset_version=job.dataset_version,
         model_name=job.model_name, model_version=job.model_version, config_json=json.dumps(job.config),
         error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        restarts=job.restarts, summary_json=metrics.read_text() if job.state in TERMINAL and metrics.is_file() else "")
+        restarts=job.restarts, summary_json=metrics.read_text() if job.state in TERMINAL and metrics.is_file() else "",
+        log_tail=log_tail(job.run_dir, LOG_TAIL_LINES) if job.state == "failed" else "")
 
 
 # JobEvent's typed fields, filled from the event's field of the same name (or its metrics' field)

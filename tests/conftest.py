@@ -111,19 +111,22 @@ class ServerProcess:
                     **(env or {})}
         self.process: subprocess.Popen | None = None
         self.address = ""
+        self.console_url = ""
         self.log = data_dir.parent / f"{data_dir.name}-server.log"
 
     def start(self, port: int = 0) -> "ServerProcess":
         import time
 
+        console = [] if "--console-port" in self.extra or "--no-console" in self.extra else ["--console-port", "0"]
         args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir),
-                "--port", str(port),
-                *self.extra]
+                "--port", str(port), *console, *self.extra]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=self.log.open("ab"), text=True)
         deadline = time.time() + 60
         while time.time() < deadline:
             line = self.process.stdout.readline()
+            if line.startswith("artdet: web console on "):
+                self.console_url = line.split()[-1]
             if line.startswith("artdet: ready on "):
                 self.address = line.split()[-1]
                 return self

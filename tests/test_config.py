@@ -27,7 +27,7 @@ INT32_MAX = 2**31 - 1
 DEFAULTS = {
     "train": "", "val": None, "images": None, "val_fraction": 0.2, "max_size": None,
     "arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "weights": "coco", "strategy": "two-stage",
-    "stage1_epochs": 3, "stage2_epochs": 6, "trainable_backbone_layers": None, "stage1_train_rpn": True,
+    "stage1_epochs": 1, "stage2_epochs": 8, "trainable_backbone_layers": None, "stage1_train_rpn": True,
     "stage1_train_box_head": True, "auto_size_threshold": 500, "auto_similarity_threshold": 0.8,
     "optimizer": "sgd", "lr": 0.01, "stage2_lr_factor": 0.1, "layer_decay": 1.0, "ema_decay": 0.0,
     "momentum": 0.9, "weight_decay": 1e-4,

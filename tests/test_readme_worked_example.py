@@ -39,9 +39,10 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _shortened(script: str, port: int, data_dir, drawn) -> str:
+def _shortened(script: str, port: int, console_port: int, data_dir, drawn) -> str:
     changes = [("--stage1-epochs 3 --stage2-epochs 6", "--stage1-epochs 1 --stage2-epochs 1 --max-iters-per-epoch 4"),
-               ("--max-size 512", "--max-size 256"), ("50052", str(port)), ("example-data", str(data_dir)),
+               ("--max-size 512", "--max-size 256"), ("8052", str(console_port)), ("50052", str(port)),
+               ("example-data", str(data_dir)),
                ("drawn.png", str(drawn)), ("--threshold 0.3", "--threshold 0.05")]
     for old, new in changes:
         assert old in script, f"the README's worked example no longer has {old!r}; update this test"
@@ -52,7 +53,7 @@ def _shortened(script: str, port: int, data_dir, drawn) -> str:
 @needs_people_art
 def test_the_readmes_worked_example_runs_as_written_and_ends_in_a_labelled_drawing(tmp_path, torch_home):
     drawn = tmp_path / "drawn.png"
-    script = _shortened(_worked_example(), _free_port(), tmp_path / "example-data", drawn)
+    script = _shortened(_worked_example(), _free_port(), _free_port(), tmp_path / "example-data", drawn)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TORCH_HOME": str(torch_home)}
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from artdet.detector.dataset import load_coco
 from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, render_scene, write_scenes
-from artdet.tools.experiments.transfer import TWO_STAGE_FORMS, VARIANTS, Settings, make_data
+from artdet.tools.experiments.transfer import TWO_STAGE_FORMS, VARIANTS, Settings, make_data, pretrain, run_variant
 from tests.conftest import artdet
 
 
@@ -65,7 +65,13 @@ def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
     assert configs["two-stage-top3"]["trainable_backbone_layers"] == 3
     assert (configs["two-stage-decay"]["layer_decay"], configs["two-stage-ema"]["ema_decay"]) == (0.7, 0.99)
     assert all(configs[f]["stage1_epochs"] >= configs["two-stage-sixth"]["stage1_epochs"]
-               >= configs["two-stage-twelfth"]["stage1_epochs"] >= 1 for f in ("two-stage", "two-stage-top3"))
+               >= configs["two-stage"]["stage1_epochs"] >= 1 for f in ("two-stage-third", "two-stage-top3"))
+    # auto's runs are the measured runs that train exactly as it decided, never trained twice
+    auto = cell["variants"]["auto"]["runs"]
+    chosen = {run["same_training_as"] for run in auto}
+    assert chosen == {cell["auto_choice"][0]}
+    assert [run["map"] for run in auto] == [run["map"] for run in cell["variants"][chosen.pop()]["runs"]]
+    assert not (out / "runs" / "small-painting" / "auto" / "seed0" / "metrics.json").exists()
     for variant in cell["variants"].values():
         assert {"map_mean", "map_std", "ap50_mean", "per_class_ap_mean", "seconds_mean"} <= set(variant)
         assert len(variant["runs"]) == 2
@@ -88,3 +94,15 @@ def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
     again = json.loads((out / "transfer.json").read_text())["cells"]["small-painting"]
     assert set(again["variants"]) == set(cell["variants"])
     assert again["variants"]["full"] == cell["variants"]["full"]
+
+
+def test_auto_trains_itself_when_no_measured_variant_trains_as_it_decided(tmp_path):
+    """The real-size two-stage plan and the full plan auto chooses on paintings differ, so auto trains."""
+    settings = Settings.tiny()
+    data = make_data(tmp_path, settings, ("small-painting",))
+    pretrained = pretrain(tmp_path, data, settings)
+    measured = {"two-stage": {"runs": [run_variant("two-stage", "small-painting", 0, pretrained, data, settings,
+                                                   tmp_path / "runs")]}}
+    auto = run_variant("auto", "small-painting", 0, pretrained, data, settings, tmp_path / "runs", measured)
+    assert "same_training_as" not in auto and auto["auto_choice"] == "full"
+    assert (tmp_path / "runs" / "small-painting" / "auto" / "seed0" / "metrics.json").is_file()

@@ -40,7 +40,8 @@ def serve_config(args: argparse.Namespace):
                 raise ValueError(f"${variable}={os.environ[variable]!r}: expected {kind.__name__}") from None
         if value is not None:
             values[flag] = value
-    return ServerConfig(insecure=getattr(args, "insecure", False), **values)
+    return ServerConfig(insecure=getattr(args, "insecure", False), console=not getattr(args, "no_console", False),
+                        **values)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -443,6 +444,8 @@ SERVE_FLAGS = {
     "metrics_port": (int, "Prometheus metrics HTTP port (default: off)"),
     "refresh_seconds": (float, "how often a Detect-only replica re-reads active versions (default 2)"),
     "min_free_mb": (int, "refuse uploads and new jobs while the data directory has less free space (default 500)"),
+    "console_host": (str, "web console address (default 127.0.0.1: this machine only)"),
+    "console_port": (int, "web console port, HTTPS with --tls-cert (default 8051; 0 picks a free one)"),
 }
 
 
@@ -453,6 +456,8 @@ def add_service_commands(subparsers) -> None:
                        help=f"{help_text}; also $ARTDET_{flag.upper()}")
     p.add_argument("--insecure", action="store_true",
                    help="serve without tokens on an address other machines can reach (refused otherwise)")
+    p.add_argument("--no-console", action="store_true",
+                   help="no web console (Detect-only replicas and serving-only installs never serve one)")
     p.set_defaults(handler=cmd_serve)
 
     p = subparsers.add_parser("health", help="ask a server's grpc.health.v1 service whether it is serving",

@@ -10,7 +10,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first, spelled exactly so pip takes the pinned wheels (CUDA build on x86_64; runs on CPU too)
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-.venv/bin/python -m pip install --quiet -e ".[train,serve,test]"
+.venv/bin/python -m pip install --quiet -e ".[train,serve,console,test]"
 # the second-language client the tests use to prove the API is usable beyond Python (the test fails without it)
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -21,6 +21,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "setup: Node.js and npm are required by the Node client test (tests/node_client); install them" >&2
     echo "       (Debian/Ubuntu: sudo apt-get install -y nodejs npm) and run tools/setup.sh again" >&2
     exit 1
+  fi
+fi
+# the console's browser tests drive Debian's Chromium through its chromedriver (no browser download)
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (apt-get) for the console's browser tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: the console's browser tests need Chromium and its driver; they skip, saying so, until" >&2
+    echo "       they are installed (Debian/Ubuntu: sudo apt-get install -y chromium chromium-driver)" >&2
   fi
 fi
 npm ci --prefix tests/node_client --no-audit --no-fund --loglevel=error

@@ -35,7 +35,8 @@ class BenchServer:
         env = {**os.environ}
         env.pop("ARTDET_TOKENS", None)
         started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "artdet.tools.cli", "serve", "--port", str(port), *args],
+        self.process = subprocess.Popen([sys.executable, "-m", "artdet.tools.cli", "serve", "--port", str(port),
+                                         "--no-console", *args],
                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with grpc.insecure_channel(self.address) as channel:
             connected = grpc.channel_ready_future(channel)

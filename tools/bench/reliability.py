@@ -68,7 +68,7 @@ class Server:
 
     def start(self, timeout: float = 90) -> "Server":
         args = [sys.executable, "-m", "artdet.tools.cli", "serve", "--data-dir", str(self.data_dir), "--port", "0",
-                "--host", "127.0.0.1", *self.extra]
+                "--host", "127.0.0.1", "--no-console", *self.extra]
         self.process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                         stderr=self.log.open("ab"), text=True)
         deadline = time.time() + timeout

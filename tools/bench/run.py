@@ -109,6 +109,11 @@ def format_table(report: dict) -> str:
 
 
 def cmd_bench(args) -> int:
+    if args.console:
+        from artdet.tools.bench.console import run_console_bench
+
+        run_console_bench(json_out=Path(args.json) if args.json else None)
+        return 0
     if args.reliability:
         from artdet.tools.bench.reliability import cmd_reliability
 
@@ -129,6 +134,8 @@ def add_bench_command(subparsers) -> None:
                                   "(with --reliability: roles, fuzz, load, memory, faults)")
     p.add_argument("--reliability", action="store_true",
                    help="instead: fuzz, role matrix, load, memory and fault injection against a real server")
+    p.add_argument("--console", action="store_true",
+                   help="instead: the web console in headless Chromium (page load to interactive, job event to page)")
     p.add_argument("--seed", type=int, default=0, help="--reliability: fuzz seed (default 0)")
     p.add_argument("--fuzz-cases", type=int, help="--reliability: fuzz requests (default 4000; 600 with --quick)")
     p.add_argument("--keep", help="--reliability: work in this folder and keep it (data dirs, server logs)")

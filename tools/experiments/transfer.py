@@ -7,6 +7,7 @@ at the same step budget, over several seeds, in four cells: small/large B × B-s
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -21,15 +22,16 @@ from artdet.detector.files import save_json
 from artdet.tools.experiments.scenes import PAINTING_CLASSES, PHOTO_CLASSES, write_scenes
 
 ARCH = "fasterrcnn_mobilenet_v3_large_320_fpn"
-# Forms of frozen-then-fine-tune: stage 1 takes a `share` of the budget (a third by default); the rest are
-# TrainConfig values. "two-stage" is the default form; "two-stage-top3" the one before (top 3 of 6 stages).
+# Forms of frozen-then-fine-tune: stage 1 takes a `share` of the budget (by default the share TrainConfig's
+# default epochs give it); the rest are TrainConfig values. "two-stage" is the product's default form;
+# "-third" the stage-1 length before issue 12, "-top3" the form before (stage 2 on the top 3 of 6 stages).
 TWO_STAGE_FORMS: dict[str, dict[str, Any]] = {
     "two-stage": {},
-    "two-stage-top3": {"trainable_backbone_layers": 3},
+    "two-stage-third": {"share": 3},
     "two-stage-sixth": {"share": 6},
-    "two-stage-twelfth": {"share": 12},
-    "two-stage-decay": {"layer_decay": 0.7},
-    "two-stage-ema": {"ema_decay": 0.99},
+    "two-stage-top3": {"share": 3, "trainable_backbone_layers": 3},
+    "two-stage-decay": {"share": 3, "layer_decay": 0.7},
+    "two-stage-ema": {"share": 3, "ema_decay": 0.99},
 }
 VARIANTS = ("zero-shot", "head-only", *TWO_STAGE_FORMS, "full", "auto", "scratch")
 # Learning rates fixed in advance (AdamW): new heads at 1e-3; whole-network updates at 1e-4 (two-stage's
@@ -156,36 +158,88 @@ def measure_similarity(pretrained: Path, data: dict[str, Path], settings: Settin
     return measured
 
 
-def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings,
-                work: Path) -> dict[str, Any]:
-    from artdet.detector.training import train
+def _stage1_epochs(total: int, share: int | None) -> int:
+    if share is None:  # the product's default split
+        defaults = TrainConfig()
+        return max(1, round(total * defaults.stage1_epochs / (defaults.stage1_epochs + defaults.stage2_epochs)))
+    return max(1, total // share)
 
+
+def variant_config(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path],
+                   settings: Settings) -> TrainConfig:
     size_name, look = cell.split("-")
     train_file, val_file = data[cell], data.get(f"{cell}-val", data[f"{look}-val"])
-    images = getattr(settings, size_name)
+    total = _epochs(settings, settings.steps, getattr(settings, size_name))
+    form = dict(TWO_STAGE_FORMS.get(variant, {}))
+    strategy = "two-stage" if variant in TWO_STAGE_FORMS else variant
+    values: dict[str, Any] = dict(lr=LEARNING_RATES[strategy], seed=seed)
+    if variant == "scratch":
+        values.update(weights="none", strategy="full", stage1_epochs=0, stage2_epochs=total)
+    else:
+        stage1 = _stage1_epochs(total, form.pop("share", None))
+        values.update(weights=str(pretrained), strategy=strategy, stage1_epochs=stage1,
+                      stage2_epochs=total - stage1, **form)
+    return _config(settings, train_file, val_file, **values)
+
+
+def _same_training(decision, variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path],
+                   settings: Settings) -> bool:
+    """Whether `variant` trains exactly as `auto` decided: the same stages, and otherwise the same config (the
+    learning rate reaches training only through the stages; 1e-3 × 0.1 and 1e-4 differ in the last bit only, and
+    the calibration's auto and full runs gave the same mAP to the last digit on every seed)."""
+    from artdet.detector.architectures import get_architecture
+    from artdet.detector.strategy import manual_decision
+
+    config = variant_config(variant, cell, seed, pretrained, data, settings)
+    planned = manual_decision(config, get_architecture(ARCH)).stages
+    return len(planned) == len(decision.stages) and all(
+        dataclasses.replace(a, lr=0.0) == dataclasses.replace(b, lr=0.0) and math.isclose(a.lr, b.lr, rel_tol=1e-9)
+        for a, b in zip(planned, decision.stages))
+
+
+def _auto(cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings, run: Path,
+          measured: dict[str, Any]) -> dict[str, Any] | None:
+    """auto's decision, and the run of a measured variant that trains exactly as it decided (deterministic on
+    the CPU: the same config and seed give the same weights), or None when none does."""
+    import shutil
+
+    from artdet.detector.training import plan_strategy
+
+    decision = plan_strategy(variant_config("auto", cell, seed, pretrained, data, settings), run)
+    shutil.rmtree(run)
+    choice = {"auto_choice": decision.strategy, "auto_reasons": decision.reasons,
+              "auto_stages": [(s.name, s.epochs, s.backbone_layers) for s in decision.stages]}
+    for variant, result in measured.items():
+        runs = result["runs"]
+        if variant in ("auto", "zero-shot", "scratch") or seed >= len(runs):
+            continue
+        if _same_training(decision, variant, cell, seed, pretrained, data, settings):
+            return {**runs[seed], **choice, "same_training_as": variant}
+    return None
+
+
+def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict[str, Path], settings: Settings,
+                work: Path, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    from artdet.detector.training import train
+
+    look = cell.split("-")[1]
     run = work / cell / variant / f"seed{seed}"
-    if (run / "metrics.json").is_file():  # a fresh run each time: the experiment is re-runnable
+    if run.exists():  # a fresh run each time: the experiment is re-runnable
         import shutil
 
         shutil.rmtree(run)
     started = time.time()
     if variant == "zero-shot":  # the pretrained model as it is, on B's shared classes
-        metrics = _zero_shot(pretrained, val_file, settings, seed)
+        metrics = _zero_shot(pretrained, data.get(f"{cell}-val", data[f"{look}-val"]), settings, seed)
         result = {"map": _shared_classes_map(metrics["per_class_ap"]), "ap50": metrics["ap50"],
                   "per_class_ap": metrics["per_class_ap"],
                   "note": "mAP over the classes shared with domain A"}
     else:
-        total = _epochs(settings, settings.steps, images)
-        form = dict(TWO_STAGE_FORMS.get(variant, {}))
-        strategy = "two-stage" if variant in TWO_STAGE_FORMS else variant
-        values: dict[str, Any] = dict(lr=LEARNING_RATES[strategy], seed=seed)
-        if variant == "scratch":
-            values.update(weights="none", strategy="full", stage1_epochs=0, stage2_epochs=total)
-        else:
-            stage1 = max(1, total // form.pop("share", 3))
-            values.update(weights=str(pretrained), strategy=strategy, stage1_epochs=stage1,
-                          stage2_epochs=total - stage1, **form)
-        summary = train(_config(settings, train_file, val_file, **values), run, progress=False)
+        if variant == "auto":
+            reused = _auto(cell, seed, pretrained, data, settings, run, measured or {})
+            if reused is not None:
+                return reused
+        summary = train(variant_config(variant, cell, seed, pretrained, data, settings), run, progress=False)
         final = summary["final"]
         result = {"map": final["map"], "ap50": final["ap50"], "per_class_ap": final["per_class_ap"],
                   "detections": final["detections"]}
@@ -254,12 +308,12 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
                               "cells": previous["cells"]}
     for cell in cells:
         measured = dict(report["cells"].get(cell, {}).get("variants", {}))
-        for variant in variants:
-            runs = [run_variant(variant, cell, seed, pretrained, data, settings, out / "runs")
+        for variant in sorted(variants, key=lambda v: v == "auto"):  # auto may reuse a run measured here
+            runs = [run_variant(variant, cell, seed, pretrained, data, settings, out / "runs", measured)
                     for seed in range(settings.seeds)]
             measured[variant] = _aggregate(runs)
-        report["cells"][cell] = _cell_summary({v: measured[v] for v in VARIANTS if v in measured})
-        save_json(report, out / "transfer.json")
+            report["cells"][cell] = _cell_summary({v: measured[v] for v in VARIANTS if v in measured})
+            save_json(report, out / "transfer.json")
     draw_chart(report, out / "transfer.png")
     (out / "transfer.md").write_text(markdown_table(report))
     return report

@@ -147,6 +147,72 @@ class DeleteDatasetResponse(_message.Message):
     deleted_versions: int
     def __init__(self, deleted_versions: _Optional[int] = ...) -> None: ...
 
+class ListDatasetImagesRequest(_message.Message):
+    __slots__ = ("name", "version", "page_size", "page_token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    page_size: int
+    page_token: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class AnnotatedBox(_message.Message):
+    __slots__ = ("label", "box")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    box: Box
+    def __init__(self, label: _Optional[str] = ..., box: _Optional[_Union[Box, _Mapping]] = ...) -> None: ...
+
+class DatasetImage(_message.Message):
+    __slots__ = ("id", "file_name", "width", "height", "boxes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    file_name: str
+    width: int
+    height: int
+    boxes: _containers.RepeatedCompositeFieldContainer[AnnotatedBox]
+    def __init__(self, id: _Optional[int] = ..., file_name: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., boxes: _Optional[_Iterable[_Union[AnnotatedBox, _Mapping]]] = ...) -> None: ...
+
+class ListDatasetImagesResponse(_message.Message):
+    __slots__ = ("images", "next_page_token", "total")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[DatasetImage]
+    next_page_token: str
+    total: int
+    def __init__(self, images: _Optional[_Iterable[_Union[DatasetImage, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetDatasetImageRequest(_message.Message):
+    __slots__ = ("name", "version", "image_id", "max_side")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIDE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    image_id: int
+    max_side: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., image_id: _Optional[int] = ..., max_side: _Optional[int] = ...) -> None: ...
+
+class DatasetImageData(_message.Message):
+    __slots__ = ("jpeg", "width", "height")
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    width: int
+    height: int
+    def __init__(self, jpeg: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
 class TrainingParameters(_message.Message):
     __slots__ = ("arch", "strategy", "stage1_epochs", "stage2_epochs", "max_size", "seed", "lr", "stage2_lr_factor", "optimizer", "batch_size", "trainable_backbone_layers", "patience", "max_iters_per_epoch", "augment", "val_fraction", "extra")
     class ExtraEntry(_message.Message):
@@ -215,7 +281,7 @@ class StartJobRequest(_message.Message):
     def __init__(self, dataset_name: _Optional[str] = ..., dataset_version: _Optional[int] = ..., parameters: _Optional[_Union[TrainingParameters, _Mapping]] = ..., weights: _Optional[str] = ..., base_model: _Optional[_Union[ModelRef, _Mapping]] = ..., model_name: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "state", "dataset_name", "dataset_version", "model_name", "model_version", "config_json", "error", "created_at", "started_at", "finished_at", "restarts", "summary_json")
+    __slots__ = ("id", "state", "dataset_name", "dataset_version", "model_name", "model_version", "config_json", "error", "created_at", "started_at", "finished_at", "restarts", "summary_json", "log_tail")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DATASET_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +295,7 @@ class Job(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_JSON_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     dataset_name: str
@@ -242,7 +309,8 @@ class Job(_message.Message):
     finished_at: float
     restarts: int
     summary_json: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., dataset_name: _Optional[str] = ..., dataset_version: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., restarts: _Optional[int] = ..., summary_json: _Optional[str] = ...) -> None: ...
+    log_tail: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., dataset_name: _Optional[str] = ..., dataset_version: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., config_json: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., restarts: _Optional[int] = ..., summary_json: _Optional[str] = ..., log_tail: _Optional[str] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("id",)
@@ -415,6 +483,38 @@ class SetClassInfoRequest(_message.Message):
     model: ModelRef
     class_info: _containers.RepeatedCompositeFieldContainer[ClassInfo]
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., class_info: _Optional[_Iterable[_Union[ClassInfo, _Mapping]]] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobCount(_message.Message):
+    __slots__ = ("state", "jobs")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    jobs: int
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., jobs: _Optional[int] = ...) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "roles", "models_loaded", "models_active", "jobs", "data_bytes", "free_bytes", "detect_only")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    MODELS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    DATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DETECT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    models_loaded: _containers.RepeatedCompositeFieldContainer[ModelRef]
+    models_active: _containers.RepeatedCompositeFieldContainer[ModelRef]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobCount]
+    data_bytes: int
+    free_bytes: int
+    detect_only: bool
+    def __init__(self, version: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., models_loaded: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., models_active: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobCount, _Mapping]]] = ..., data_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., detect_only: _Optional[bool] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
     __slots__ = ("image", "model_name", "model_version", "score_threshold", "max_detections", "classes")

@@ -58,6 +58,16 @@ class DatasetServiceStub:
                 request_serializer=artdet_dot_v1_dot_artdet__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=artdet_dot_v1_dot_artdet__pb2.DeleteDatasetResponse.FromString,
                 _registered_method=True)
+        self.ListDatasetImages = channel.unary_unary(
+                '/artdet.v1.DatasetService/ListDatasetImages',
+                request_serializer=artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesRequest.SerializeToString,
+                response_deserializer=artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesResponse.FromString,
+                _registered_method=True)
+        self.GetDatasetImage = channel.unary_unary(
+                '/artdet.v1.DatasetService/GetDatasetImage',
+                request_serializer=artdet_dot_v1_dot_artdet__pb2.GetDatasetImageRequest.SerializeToString,
+                response_deserializer=artdet_dot_v1_dot_artdet__pb2.DatasetImageData.FromString,
+                _registered_method=True)
 
 
 class DatasetServiceServicer:
@@ -94,6 +104,20 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDatasetImages(self, request, context):
+        """A version's images with their boxes, a page at a time, in the annotation file's order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetImage(self, request, context):
+        """One image of a version as a JPEG no larger than max_side (made once, then cached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +140,16 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.DeleteDataset,
                     request_deserializer=artdet_dot_v1_dot_artdet__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=artdet_dot_v1_dot_artdet__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'ListDatasetImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasetImages,
+                    request_deserializer=artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesRequest.FromString,
+                    response_serializer=artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesResponse.SerializeToString,
+            ),
+            'GetDatasetImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetImage,
+                    request_deserializer=artdet_dot_v1_dot_artdet__pb2.GetDatasetImageRequest.FromString,
+                    response_serializer=artdet_dot_v1_dot_artdet__pb2.DatasetImageData.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +264,60 @@ class DatasetService:
             '/artdet.v1.DatasetService/DeleteDataset',
             artdet_dot_v1_dot_artdet__pb2.DeleteDatasetRequest.SerializeToString,
             artdet_dot_v1_dot_artdet__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasetImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artdet.v1.DatasetService/ListDatasetImages',
+            artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesRequest.SerializeToString,
+            artdet_dot_v1_dot_artdet__pb2.ListDatasetImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artdet.v1.DatasetService/GetDatasetImage',
+            artdet_dot_v1_dot_artdet__pb2.GetDatasetImageRequest.SerializeToString,
+            artdet_dot_v1_dot_artdet__pb2.DatasetImageData.FromString,
             options,
             channel_credentials,
             insecure,
@@ -878,6 +966,91 @@ class ModelService:
             '/artdet.v1.ModelService/SetClassInfo',
             artdet_dot_v1_dot_artdet__pb2.SetClassInfoRequest.SerializeToString,
             artdet_dot_v1_dot_artdet__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ServerServiceStub:
+    """---------------------------------------------------------------------------------------------
+    Server
+    ---------------------------------------------------------------------------------------------
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetServerInfo = channel.unary_unary(
+                '/artdet.v1.ServerService/GetServerInfo',
+                request_serializer=artdet_dot_v1_dot_artdet__pb2.GetServerInfoRequest.SerializeToString,
+                response_deserializer=artdet_dot_v1_dot_artdet__pb2.ServerInfo.FromString,
+                _registered_method=True)
+
+
+class ServerServiceServicer:
+    """---------------------------------------------------------------------------------------------
+    Server
+    ---------------------------------------------------------------------------------------------
+
+    """
+
+    def GetServerInfo(self, request, context):
+        """What this server is and holds; answers any valid token (the web console's health page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ServerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=artdet_dot_v1_dot_artdet__pb2.GetServerInfoRequest.FromString,
+                    response_serializer=artdet_dot_v1_dot_artdet__pb2.ServerInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'artdet.v1.ServerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('artdet.v1.ServerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ServerService:
+    """---------------------------------------------------------------------------------------------
+    Server
+    ---------------------------------------------------------------------------------------------
+
+    """
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/artdet.v1.ServerService/GetServerInfo',
+            artdet_dot_v1_dot_artdet__pb2.GetServerInfoRequest.SerializeToString,
+            artdet_dot_v1_dot_artdet__pb2.ServerInfo.FromString,
             options,
             channel_credentials,
             insecure,

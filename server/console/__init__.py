@@ -1,0 +1,1 @@
+"""The web console `artdet serve` serves beside the gRPC port (needs the `console` extra)."""
