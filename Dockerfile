@@ -4,7 +4,7 @@
 #   docker build --target serve -t artdet-serve .     Detect-only replica of /data/models, no torch
 # The server listens on 0.0.0.0, so it needs tokens: -e ARTDET_TOKENS='TOKEN=admin' or a mounted file named
 # by ARTDET_TOKENS_FILE; without them it refuses to start unless run as `artdet serve --insecure`.
-#   docker run -p 50051:50051 -v artdet-data:/data -e ARTDET_TOKENS_FILE=/run/secrets/tokens.json artdet
+#   docker run -p 50051:50051 -p 8051:8051 -v artdet-data:/data -e ARTDET_TOKENS_FILE=/run/secrets/tokens.json artdet
 # TLS: -e ARTDET_TLS_CERT=... -e ARTDET_TLS_KEY=... (and ARTDET_TLS_SERVER_NAME when the certificate does
 # not name localhost: the health check connects to localhost and verifies against ARTDET_TLS_CERT).
 
@@ -46,9 +46,12 @@ RUN pip install --no-deps .
 USER 1000:1000
 CMD ["artdet", "serve"]
 
-# The full service: training workers need torch.
+# The full service: training workers need torch; the web console on 8051 (the same tokens as the gRPC port).
 FROM base AS full
-ENV TORCH_HOME=/opt/torch-home
+ENV TORCH_HOME=/opt/torch-home \
+    ARTDET_CONSOLE_HOST=0.0.0.0 \
+    ARTDET_CONSOLE_PORT=8051
+EXPOSE $ARTDET_CONSOLE_PORT
 # torch first, spelled exactly so pip takes the pinned wheels (as tools/setup.sh does)
 RUN pip install torch==2.14.1 torchvision==0.29.1 \
     && pip install --requirement requirements/train.txt --requirement requirements/console.txt \

@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from artdet.detector.dataset import DetectionDataset, ImageRecord, load_coco
-from artdet.detector.errors import InvalidArgument, NotFound
-from artdet.detector.images import decode_upright
+from artdet.detector.errors import DataCorrupted, InvalidArgument, NotFound, show
+from artdet.detector.images import ImageDecodeError, decode_upright
 from artdet.server.store import DatasetRow
 
 DEFAULT_PAGE_SIZE = 24
@@ -75,9 +75,13 @@ class DatasetImages:
                 return data, thumb.width, thumb.height
         with self._decoding:
             scale = min(1.0, side / max(image.width, image.height))
-            pixels, _ = decode_upright(image.path, self.max_image_pixels, source=image.file_name,
-                                       needed_size=lambda size: (max(1, round(size.width * scale)),
-                                                                 max(1, round(size.height * scale))))
+            try:
+                pixels, _ = decode_upright(image.path, self.max_image_pixels, source=image.file_name,
+                                           needed_size=lambda size: (max(1, round(size.width * scale)),
+                                                                     max(1, round(size.height * scale))))
+            except (OSError, ImageDecodeError) as exc:  # it was whole when uploaded: the copy here is damaged
+                raise DataCorrupted(f"dataset {row.name} v{row.version}: image {show(image.file_name)} is missing "
+                                    "or damaged on the server") from exc
             thumb = Image.fromarray(pixels)
             thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
@@ -98,6 +102,7 @@ class DatasetImages:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     """A cache entry appears whole or not at all; a full disk only costs the cache."""
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
@@ -105,4 +110,5 @@ def _write_atomically(path: Path, data: bytes) -> None:
             out.write(data)
         os.replace(temporary, path)
     except OSError:
-        pass
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)

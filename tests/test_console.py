@@ -66,7 +66,8 @@ def cvat_zip(annotations: Path, layout: str = "cvat") -> bytes:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
     root = tmp_path_factory.mktemp("console")
-    server = ServerProcess(root / "data", "--min-free-mb", "0").start()
+    (root / "torch-home").mkdir()  # no COCO weights: a job from them fails
+    server = ServerProcess(root / "data", "--min-free-mb", "0", env={"TORCH_HOME": str(root / "torch-home")}).start()
     assert server.console_url.startswith("http://127.0.0.1:")
     shapes = write_shapes_for_server(root / "shapes", images=6)
     yield server, shapes
@@ -274,3 +275,53 @@ def test_the_console_is_only_where_it_is_asked_for(tmp_path):
         assert info.detect_only and list(info.roles) == ["client"]
     finally:
         replica.stop()
+
+
+def test_a_damaged_stored_image_is_data_loss_not_a_crash(console):
+    server, shapes = console
+    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
+    status, dataset, _ = call(server, "POST", "/api/datasets?name=damaged", "annotator", body, kind)
+    assert status == 200
+    page = call(server, "GET", "/api/datasets/damaged/0/images?page_size=2")[1]
+    stored = server.data_dir / "datasets" / "damaged" / f"v{dataset['version']}" / "images"
+    (stored / page["images"][0]["file_name"]).write_bytes(b"\xff\xd8 truncated")
+    (stored / page["images"][1]["file_name"]).unlink()
+    for image in page["images"]:
+        status, error, _ = call(server, "GET", f"/api/datasets/damaged/0/images/{image['id']}")
+        assert status == 500 and error["code"] == "DATA_LOSS", error
+        assert image["file_name"] in error["message"] and str(server.data_dir) not in error["message"]
+
+
+def test_a_failed_job_shows_the_tail_of_its_log(console):
+    """No COCO weights in this server's TORCH_HOME: the worker fails, and the job says why, without paths."""
+    server, shapes = console
+    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
+    assert call(server, "POST", "/api/datasets?name=failing", "annotator", body, kind)[0] == 200
+    status, job, _ = call(server, "POST", "/api/jobs", "operator", json.dumps(
+        {"dataset_name": "failing", "weights": "coco", "parameters": {"max_iters_per_epoch": 1}}).encode(),
+        "application/json")
+    assert status == 200, job
+    from tests.conftest import wait_for
+
+    failed = wait_for(lambda: (lambda j: j if j["state"] == "JOB_STATE_FAILED" else None)(
+        call(server, "GET", f"/api/jobs/{job['id']}", "operator")[1]), timeout=300, what="the job to fail")
+    assert failed["error"] and failed["log_tail"], failed
+    assert str(server.data_dir) not in failed["log_tail"] and "TORCH_HOME" in failed["error"] + failed["log_tail"]
+
+
+def test_an_install_without_the_console_extra_serves_without_it_and_says_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys, logging; sys.modules['starlette'] = sys.modules['uvicorn'] = None\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "from artdet.server.app import ArtdetServer, ServerConfig\n"
+            f"server = ArtdetServer.full(ServerConfig(data_dir={str(tmp_path / 'data')!r}, port=0, min_free_mb=0))\n"
+            "server.start(); print('console', server.console); print('torch', 'torch' in sys.modules)\n"
+            "server.stop(0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "console None" in result.stdout and "torch False" in result.stdout
+    assert "web console off" in result.stderr and "pip install 'artdet[console]'" in result.stderr

@@ -162,6 +162,12 @@ def test_a_curator_does_the_whole_loop_in_the_browser(server, browser, tmp_path)
     _wait(driver, lambda: "people-art v1" in driver.find_element("css selector", "dd[data-field='models active']")
           .text, what="health")
     _shot(driver, "health", shots)
+    # the whole loop went through the server's process, which still holds no torch (training ran in a worker)
+    import psutil
+
+    mapped = {m.path for m in psutil.Process(server.process.pid).memory_maps()}
+    assert any("onnxruntime" in path for path in mapped)  # the check can see the libraries it loaded
+    assert not [path for path in mapped if "libtorch" in path or "/torch/lib/" in path]
 
 
 @pytest.mark.parametrize("role, tabs", [("client", {"models", "try", "health"}),

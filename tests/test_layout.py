@@ -51,7 +51,7 @@ def test_the_readmes_layout_names_every_engine_and_server_module_and_nothing_els
     named = set(re.findall(r"`(?:[\w/]+/)?(\w+\.py)`", layout))
     engine = {p.name for p in (ROOT / "detector").glob("*.py") if p.name not in ("__init__.py", "cli.py")}
     assert engine <= named, f"modules the layout does not describe: {sorted(engine - named)}"
-    existing = {p.name for folder in ("detector", "server", "tools") for p in (ROOT / folder).glob("*.py")}
+    existing = {p.name for folder in ("detector", "server", "tools") for p in (ROOT / folder).rglob("*.py")}
     assert named <= existing, f"the layout names modules that do not exist: {sorted(named - existing)}"
 
 
@@ -68,7 +68,8 @@ def test_the_installed_code_lives_under_one_import_name(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"artdet", wheel.name.split("-py")[0] + ".dist-info"}
     for module in ("artdet/detector/trainer.py", "artdet/server/app.py", "artdet/tools/cli.py",
-                   "artdet/tools/bench/run.py", "artdet/v1/artdet_pb2.py"):
+                   "artdet/tools/bench/run.py", "artdet/v1/artdet_pb2.py", "artdet/server/console/app.py",
+                   "artdet/server/console/static/index.html", "artdet/server/console/static/console.js"):
         assert module in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "artdet = artdet.tools.cli:main" in entry_points

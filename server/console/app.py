@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -18,6 +20,7 @@ import grpc
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -26,10 +29,11 @@ from starlette.staticfiles import StaticFiles
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from artdet.detector.config import TRAIN_SCHEMA
-from artdet.detector.errors import ArtdetError
 from artdet.server.console.uploads import discard, find_dataset, lay_out
 from artdet.server.errors import status_of
 from artdet.tools.client import upload_requests
+
+log = logging.getLogger("artdet.console")
 
 STATIC = Path(__file__).parent / "static"
 HTTP_STATUS = {
@@ -106,8 +110,15 @@ class Console:
                 return _rpc_error(exc)
             except HttpError as exc:
                 return _error(exc.status, exc.code, exc.message)
-            except ArtdetError as exc:  # the upload's own checks (names, sizes) before any RPC
+            except StarletteHTTPException as exc:  # a malformed multipart body
+                return _error(exc.status_code, "INVALID_ARGUMENT", f"request body: {exc.detail}")
+            except Exception as exc:  # noqa: BLE001 - our own checks before any RPC, a full disk, or a bug
                 code, message = status_of(exc)
+                if code == grpc.StatusCode.INTERNAL:
+                    request_id = uuid.uuid4().hex[:12]
+                    log.error("console request %s (%s %s) failed", request_id, request.method, request.url.path,
+                              exc_info=exc)
+                    message = f"internal error (request id {request_id}; the server log has the details)"
                 return _error(HTTP_STATUS[code], code.name, message)
             response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in response.headers})
             return response

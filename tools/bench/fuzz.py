@@ -23,14 +23,14 @@ import grpc
 
 from artdet.v1 import artdet_pb2 as pb
 
-SERVICES = ("DatasetService", "TrainingService", "ModelService", "DetectionService")
+SERVICES = tuple(pb.DESCRIPTOR.services_by_name)  # every artdet.v1 service
 BUG_CODES = ("INTERNAL", "UNKNOWN")
 DEADLINE_S = 10.0
 MAX_STREAM_MESSAGES = 200  # a server-streaming answer longer than this is cut off (WatchJob of a live job)
 
 
 def methods() -> list[tuple[str, str, bool, bool]]:
-    """(service full name, method, request streaming, response streaming) for every RPC of the four services."""
+    """(service full name, method, request streaming, response streaming) for every RPC of every service."""
     found = []
     for service in SERVICES:
         descriptor = pb.DESCRIPTOR.services_by_name[service]
@@ -422,7 +422,8 @@ def odd_int(rng: random.Random, real: int = 1) -> int:
 
 # -- per-method generators ---------------------------------------------------------------------------
 
-DATASET, TRAINING, MODEL, DETECTION = (f"artdet.v1.{s}" for s in SERVICES)
+DATASET, TRAINING, MODEL, DETECTION = (f"artdet.v1.{s}" for s in ("DatasetService", "TrainingService",
+                                                                   "ModelService", "DetectionService"))
 
 
 class CaseGenerator:

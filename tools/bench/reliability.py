@@ -292,6 +292,8 @@ def role_request(method: str, fixture: dict, image: bytes):
         "ListDatasets": pb.ListDatasetsRequest(),
         "GetDataset": pb.GetDatasetRequest(name=DATASET),
         "DeleteDataset": pb.DeleteDatasetRequest(name=DATASET, version=999),
+        "ListDatasetImages": pb.ListDatasetImagesRequest(name=DATASET, page_size=2),
+        "GetDatasetImage": pb.GetDatasetImageRequest(name=DATASET, image_id=1, max_side=64),
         "StartJob": pb.StartJobRequest(dataset_name="no-such-dataset"),
         "GetJob": pb.GetJobRequest(id=fixture["job_id"]),
         "ListJobs": pb.ListJobsRequest(),
