@@ -138,6 +138,20 @@ def test_a_curator_does_the_whole_loop_in_the_browser(server, browser, tmp_path)
     driver.find_element("css selector", "#descriptions-form button[type=submit]").click()
     _wait(driver, lambda: "saved" in driver.find_element("id", "notice").text, what="descriptions saved")
     _shot(driver, "models", shots)
+    # the ONNX download the button makes: the registered file, whole, fetched with the page's token
+    downloaded = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "api('GET', '/api/models/people-art/1/onnx').then(r => r.arrayBuffer())"
+        ".then(b => done([b.byteLength, Array.from(new Uint8Array(b.slice(0, 2)))]), e => done(String(e)));")
+    registered = (server.data_dir / "models" / "people-art" / "1" / "model.onnx").read_bytes()
+    assert downloaded == [len(registered), list(registered[:2])], downloaded
+    # what the server refuses, the page hears with the RPC's code: the active version cannot be deleted, and
+    # there is no earlier version to roll back to
+    refusals = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "Promise.all([api('DELETE', '/api/models/people-art/1'), api('POST', '/api/models/people-art/rollback')]"
+        ".map(p => p.then(() => 'ok', e => [e.status, e.code]))).then(done);")
+    assert refusals == [[409, "FAILED_PRECONDITION"], [409, "FAILED_PRECONDITION"]], refusals
 
     # try it: a painting in, labelled boxes with the curator's description out, the threshold slider
     _tab(driver, "try")

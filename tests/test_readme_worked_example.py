@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 
 def _shortened(script: str, port: int, console_port: int, data_dir, drawn) -> str:
-    changes = [("--stage1-epochs 3 --stage2-epochs 6", "--stage1-epochs 1 --stage2-epochs 1 --max-iters-per-epoch 4"),
+    changes = [("--stage1-epochs 1 --stage2-epochs 8", "--stage1-epochs 1 --stage2-epochs 1 --max-iters-per-epoch 4"),
                ("--max-size 512", "--max-size 256"), ("8052", str(console_port)), ("50052", str(port)),
                ("example-data", str(data_dir)),
                ("drawn.png", str(drawn)), ("--threshold 0.3", "--threshold 0.05")]

@@ -350,6 +350,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def draw_chart(report: dict[str, Any], out: Path) -> None:
     """Grouped bars (mAP mean) with error bars (± std), one group per cell."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     cells = [c for c in ALL_CELLS if c in report["cells"]]
@@ -362,7 +363,7 @@ def draw_chart(report: dict[str, Any], out: Path) -> None:
         if measured:
             axes.bar([i + (j - (len(VARIANTS) - 1) / 2) * width for i, _ in measured],
                      [v["map_mean"] for _, v in measured], width, yerr=[v["map_std"] for _, v in measured],
-                     capsize=2, color=f"C{j}", label=variant)
+                     capsize=2, color=colormaps["tab20"](j % 20), label=variant)  # more variants than the 10-colour cycle
     axes.set_xticks(range(len(cells)), cells)
     axes.set_ylim(bottom=0)
     axes.set_ylabel("mAP")
