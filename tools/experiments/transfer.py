@@ -2,7 +2,8 @@
 
 A detector pretrained on photo-like scenes (domain A, the stand-in for COCO weights) is fine-tuned on
 painting-like scenes (B) with every strategy, through the same `train()` users run with `--weights PATH`,
-at the same step budget, over several seeds, in four cells: small/large B × B-similar/B-painting.
+at the same step budget, over several seeds, in four cells auto was calibrated on (small/large B ×
+B-similar/B-painting) and three held out from it (a middle size, an engraving look, both).
 """
 
 from __future__ import annotations
