@@ -63,6 +63,13 @@ def cvat_zip(annotations: Path, layout: str = "cvat") -> bytes:
     return buffer.getvalue()
 
 
+def upload_zipped(server: ServerProcess, shapes: Path, name: str) -> dict:
+    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
+    status, dataset, _ = call(server, "POST", f"/api/datasets?name={name}", "annotator", body, kind)
+    assert status == 200, dataset
+    return dataset
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
     root = tmp_path_factory.mktemp("console")
@@ -128,8 +135,7 @@ def test_a_hostile_or_careless_upload_is_refused_by_name(console, files, field):
 
 def test_browsing_pages_and_thumbnails_drawn_from_the_stored_images(console):
     server, shapes = console
-    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
-    assert call(server, "POST", "/api/datasets?name=browse", "annotator", body, kind)[0] == 200
+    upload_zipped(server, shapes, "browse")
     status, first, _ = call(server, "GET", "/api/datasets/browse/0/images?page_size=4")
     assert status == 200 and first["total"] == 6 and len(first["images"]) == 4 and first["next_page_token"]
     status, second, _ = call(server, "GET", f"/api/datasets/browse/0/images?page_size=4&page_token="
@@ -226,8 +232,7 @@ def test_malformed_requests_get_a_status_naming_the_field(console):
 
 def test_a_job_streams_its_events_until_it_ends(console):
     server, shapes = console
-    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
-    assert call(server, "POST", "/api/datasets?name=events", "annotator", body, kind)[0] == 200
+    upload_zipped(server, shapes, "events")
     status, job, _ = call(server, "POST", "/api/jobs", "operator", json.dumps(
         {"dataset_name": "events", "weights": "none", "parameters": {"max_iters_per_epoch": 1}}).encode(),
         "application/json")
@@ -279,9 +284,7 @@ def test_the_console_is_only_where_it_is_asked_for(tmp_path):
 
 def test_a_damaged_stored_image_is_data_loss_not_a_crash(console):
     server, shapes = console
-    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
-    status, dataset, _ = call(server, "POST", "/api/datasets?name=damaged", "annotator", body, kind)
-    assert status == 200
+    dataset = upload_zipped(server, shapes, "damaged")
     page = call(server, "GET", "/api/datasets/damaged/0/images?page_size=2")[1]
     stored = server.data_dir / "datasets" / "damaged" / f"v{dataset['version']}" / "images"
     (stored / page["images"][0]["file_name"]).write_bytes(b"\xff\xd8 truncated")
@@ -295,8 +298,7 @@ def test_a_damaged_stored_image_is_data_loss_not_a_crash(console):
 def test_a_failed_job_shows_the_tail_of_its_log(console):
     """No COCO weights in this server's TORCH_HOME: the worker fails, and the job says why, without paths."""
     server, shapes = console
-    body, kind = multipart([("shapes.zip", cvat_zip(shapes))])
-    assert call(server, "POST", "/api/datasets?name=failing", "annotator", body, kind)[0] == 200
+    upload_zipped(server, shapes, "failing")
     status, job, _ = call(server, "POST", "/api/jobs", "operator", json.dumps(
         {"dataset_name": "failing", "weights": "coco", "parameters": {"max_iters_per_epoch": 1}}).encode(),
         "application/json")
