@@ -38,6 +38,11 @@ class DatasetImages:
         """Parsed once per version (validated when it was uploaded: sizes are trusted, files not reopened)."""
         return load_coco(folder / "annotations.json", folder / "images", check_files=False)
 
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _by_id(folder: Path, sha256: str) -> dict[int, ImageRecord]:
+        return {image.id: image for image in DatasetImages._dataset(folder, sha256).images}
+
     def dataset(self, row: DatasetRow) -> DetectionDataset:
         return self._dataset(row.path, row.sha256)
 
@@ -65,7 +70,7 @@ class DatasetImages:
         if max_side and not MIN_SIDE <= max_side <= MAX_SIDE:
             raise InvalidArgument(f"max_side: {max_side} is outside {MIN_SIDE}..{MAX_SIDE} (0: {DEFAULT_MAX_SIDE})")
         side = max_side or DEFAULT_MAX_SIDE
-        image = next((im for im in self.dataset(row).images if im.id == image_id), None)
+        image = self._by_id(row.path, row.sha256).get(image_id)
         if image is None:
             raise NotFound(f"image_id: {image_id} is not an image of dataset {row.name} v{row.version}")
         cached = self.cache_dir(row) / str(side) / f"{image_id}.jpg"
