@@ -18,7 +18,10 @@ from artdet.detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT
                                     TRAIN_SCHEMA, AugmentConfig, TrainConfig)
 from artdet.detector.results import DetectionResult
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
+ANNOTATIONS_HELP = ("COCO JSON (Roboflow, CVAT COCO 1.0, Label Studio COCO), a Label Studio JSON or JSON-MIN export, "
+                    "CVAT for images 1.1 XML, a Pascal VOC folder of XML files, or a zip of one as the tool exports it")
+IMAGES_HELP = ("the folder the images are in (default: beside the annotations, or the zip's own); images a tool "
+               "renamed (Label Studio's /data/upload/<project>/<hex>-<name>) are found by original name under it")
 
 
 def _flag(name: str) -> str:
@@ -108,7 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from artdet.detector.config import TrainConfig
     from artdet.detector.export import export_onnx
     from artdet.detector.training import load_datasets
-    from artdet.detector.voc import load_annotations
+    from artdet.detector.annotation_formats import load_annotations
 
     val = None
     if args.val:
@@ -148,9 +151,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Every problem of an annotation file (or VOC folder) with its id, as `push` would find them; else counts."""
-    from artdet.detector.voc import load_annotations
+    from artdet.detector.annotation_formats import opened, read_annotations
+    from artdet.detector.dataset import load_coco
 
-    statistics = load_annotations(args.annotations, args.images).statistics()
+    with opened(Path(args.annotations), args.images) as (path, images):
+        read = read_annotations(path, images)
+        statistics = load_coco(read.coco, read.image_root, source=args.annotations).statistics()
+    for note in read.notes:
+        print(f"artdet validate: {note}", file=sys.stderr)
     if args.json:
         print_json(statistics)
     else:
@@ -162,6 +170,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _images_in(path: Path) -> list[Path]:
     if path.is_dir():
+        from artdet.detector.images import IMAGE_SUFFIXES
+
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     return [path]
 
@@ -197,7 +207,9 @@ def cmd_detect_local(args: argparse.Namespace) -> int:
         raise ValueError(f"detect: none of the {len(files)} images in {root} could be read")
     if args.coco:
         write_coco_predictions(results, root, detector.class_names, detector.card.category_ids, Path(args.coco))
-    if args.json or not args.coco:
+    if args.cvat:
+        write_cvat_predictions(results, root, detector.class_names, args.threshold, Path(args.cvat))
+    if args.json or not (args.coco or args.cvat):
         show_results([(str(p.relative_to(root)) if root.is_dir() else None, r) for p, r in results], args)
     if skipped:
         print(f"artdet detect: {skipped} of {len(files)} images skipped", file=sys.stderr)
@@ -237,6 +249,23 @@ def write_coco_predictions(results, root: Path, class_names: list[str], category
     out.write_text(json.dumps(coco, indent=1))
 
 
+def write_cvat_predictions(results, root: Path, class_names: list[str], threshold: float, out: Path) -> None:
+    """A zip CVAT imports into a task as "CVAT for images 1.1": annotations.xml with the boxes scoring at least
+    `threshold`, each image under its name relative to the folder (as a task made from that folder names it)."""
+    import zipfile
+
+    from artdet.detector.cvat import ANNOTATION_FILE, cvat_xml
+
+    images = []
+    for path, result in results:
+        name = path.relative_to(root).as_posix() if root.is_dir() else path.name
+        boxes = [(det.label, *det.box) for det in result.detections if det.score >= threshold]
+        images.append((name, result.width, result.height, boxes))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(ANNOTATION_FILE, cvat_xml(class_names, images))
+
+
 def add_engine_commands(subparsers) -> None:
     p = subparsers.add_parser("train", help="fine-tune a detector (or --resume a run)")
     p.add_argument("--out", help="run directory to create")
@@ -256,9 +285,9 @@ def add_engine_commands(subparsers) -> None:
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="PyTorch parity check")
     p.set_defaults(handler=cmd_export)
 
-    p = subparsers.add_parser("validate", help="check a COCO file or VOC folder and its images before pushing")
-    p.add_argument("annotations", help="COCO JSON or a Pascal VOC folder of XML files")
-    p.add_argument("--images", help="image root (default: the annotation file's folder)")
+    p = subparsers.add_parser("validate", help="check annotations and their images before pushing")
+    p.add_argument("annotations", help=ANNOTATIONS_HELP)
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--json", action="store_true", help="the statistics as JSON")
     p.set_defaults(handler=cmd_validate)
 
@@ -278,6 +307,8 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print detections as JSON")
     p.add_argument("--draw", help="PNG to draw labelled boxes into (a folder when IMAGE is a folder)")
     p.add_argument("--coco", help="write predictions as a COCO file (pre-annotations for CVAT / Label Studio)")
+    p.add_argument("--cvat", metavar="OUT.zip", help="write predictions as a zip CVAT imports into a task "
+                                                     "(format \"CVAT for images 1.1\")")
     p.add_argument("--threshold", type=float, default=SCORE_THRESHOLD,
                    help=f"minimum score (default: {SCORE_THRESHOLD})")
     p.add_argument("--top-k", type=int, default=DETECTIONS_PER_IMAGE,

@@ -244,8 +244,9 @@ class TrainConfig:
     auto_size_threshold: int = option(500, ge=0, le=1_000_000_000,
                                       help="strategy auto: train images at or above which the dataset counts as large")
     auto_similarity_threshold: float = option(
-        0.8, ge=0, le=1, help="strategy auto: similarity (zero-shot AP50 on known classes, or the BatchNorm-shift "
-                              "measure) at or above which the data counts as similar to the pretraining photos")
+        0.8, ge=0, le=1, help="strategy auto: the data counts as similar to the pretraining photos when each measure "
+                              "(zero-shot AP50 on known classes, when there are any; the BatchNorm-shift measure) "
+                              "is at or above this")
     # optimisation
     optimizer: str = option("sgd", choices=OPTIMIZERS, help="optimiser")
     lr: float = option(0.01, gt=0, le=10,

@@ -435,17 +435,19 @@ def load_coco(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     check_files: bool = True,
     class_names: list[str] | None = None,
+    source: str | None = None,
 ) -> DetectionDataset:
     """Read and validate a COCO detection dataset; raise DatasetValidationError listing every problem.
 
     Images resolve under `image_root` (default: the JSON file's folder). `class_names`, when given,
     fixes the label order (a validation set must use the training set's labels). `coco` may be the
-    parsed JSON of any shape: anything but an object is reported as a problem.
+    parsed JSON of any shape: anything but an object is reported as a problem. `source` names it in
+    messages (default: the file, or "annotations").
     """
-    source = "annotations"
+    source = source or "annotations"
     if isinstance(coco, (str, os.PathLike)):
         path = Path(coco)
-        source = str(path)
+        source = source or str(path)
         image_root = Path(image_root) if image_root is not None else path.parent
         try:
             data = path.read_bytes()

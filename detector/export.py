@@ -29,7 +29,7 @@ from artdet.detector.dataset import DetectionDataset
 from artdet.detector.images import decode_image
 from artdet.detector.errors import FailedPrecondition
 from artdet.detector.inference import Detector
-from artdet.detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard
+from artdet.detector.model_card import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAMES, ModelCard
 from artdet.detector.models import IncompatibleWeightsError
 from artdet.detector.models import model_from_payload
 
@@ -43,7 +43,8 @@ class ExportParityError(FailedPrecondition):
 
 
 class _UInt8ImageDetector(nn.Module):
-    """One uint8 HxWx3 RGB image in, (boxes, scores, labels) out."""
+    """One uint8 HxWx3 RGB image in, (boxes, scores, labels, embedding) out: the embedding is the deepest FPN
+    level the detector computed anyway, averaged over the image and scaled to unit length."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -52,8 +53,16 @@ class _UInt8ImageDetector(nn.Module):
 
     def forward(self, image: torch.Tensor):
         tensor = image.permute(2, 0, 1).float() / 255.0
-        output = self.model([tensor])[0]
-        return output["boxes"], output["scores"], output["labels"]
+        features: dict[str, torch.Tensor] = {}
+        hook = self.model.backbone.register_forward_hook(lambda _module, _inputs, output: features.update(output))
+        try:
+            output = self.model([tensor])[0]
+        finally:
+            hook.remove()
+        deepest = [value for key, value in features.items() if key != "pool"][-1]
+        embedding = deepest[0].mean(dim=(1, 2))
+        embedding = embedding / embedding.norm().clamp_min(1e-6)
+        return output["boxes"], output["scores"], output["labels"], embedding
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,7 @@ def export_ready_model(payload: dict[str, Any], score_threshold: float = EXPORT_
 
 def _torch_detect(model: nn.Module, pixels: np.ndarray) -> Detections:
     with torch.inference_mode():
-        boxes, scores, labels = _UInt8ImageDetector(model)(torch.from_numpy(pixels.copy()))
+        boxes, scores, labels, _ = _UInt8ImageDetector(model)(torch.from_numpy(pixels.copy()))
     return Detections(boxes.numpy(), scores.numpy(), labels.numpy())
 
 
@@ -380,7 +389,7 @@ def export_onnx(source: str | Path, out: str | Path, val: DetectionDataset | Non
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes are expected here
         torch.onnx.export(
             _UInt8ImageDetector(model), (sample,), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            input_names=[INPUT_NAME], output_names=[*OUTPUT_NAMES, EMBEDDING_NAME],
             dynamic_axes={INPUT_NAME: {0: "height", 1: "width"}, "boxes": {0: "detections"},
                           "scores": {0: "detections"}, "labels": {0: "detections"}},
         )

@@ -27,6 +27,7 @@ from artdet.detector.errors import InvalidArgument, redact_paths
 DEFAULT_MAX_PIXELS = 64_000_000
 # Raster formats only: Pillow's other plugins (EPS runs Ghostscript, for one) are never reached.
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone cameras)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".mpo"}  # files of FORMATS
 
 # Pillow's own bomb check fires only at twice its limit and after a warning; the gate checks first.
 Image.MAX_IMAGE_PIXELS = None

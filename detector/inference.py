@@ -14,7 +14,7 @@ import onnxruntime as ort
 from artdet.detector.config import SCORE_THRESHOLD
 from artdet.detector.errors import InvalidArgument, show
 from artdet.detector.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSize, PixelBudget, decode_upright
-from artdet.detector.model_card import INPUT_NAME, OUTPUT_NAMES, ModelCard, ModelLoadError
+from artdet.detector.model_card import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAMES, ModelCard, ModelLoadError
 from artdet.detector.results import Detection, DetectionResult
 
 
@@ -57,7 +57,8 @@ class Detector:
     def class_names(self) -> list[str]:
         return self.card.class_names
 
-    def _decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
+    def decode(self, image: bytes | np.ndarray | str | os.PathLike, source: str) -> tuple[np.ndarray, int, int]:
+        """(RGB pixels at no more than the network's size, the upright image's width, height) through the gate."""
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
                 raise InvalidArgument(f"{source}: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
@@ -80,24 +81,38 @@ class Detector:
                                            f"as {width}x{height} pixels")
         return width, height
 
+    @property
+    def has_embedding(self) -> bool:
+        return EMBEDDING_NAME in {output.name for output in self.session.get_outputs()}
+
     def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._runs:
             boxes, scores, labels = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: pixels})
         return boxes, scores, labels
 
-    def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = SCORE_THRESHOLD,
-               top_k: int | None = None, classes: Iterable[str] | None = None,
-               source: str = "image") -> DetectionResult:
-        pixels, width, height = self._decode(image, source)
-        boxes, scores, labels = self.raw(pixels)
+    def raw_with_embedding(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """raw's outputs and the image embedding (None for a model exported without one)."""
+        if not self.has_embedding:
+            return (*self.raw(pixels), None)
+        with self._runs:
+            boxes, scores, labels, embedding = self.session.run([*OUTPUT_NAMES, EMBEDDING_NAME], {INPUT_NAME: pixels})
+        return boxes, scores, labels, embedding
+
+    def check_classes(self, classes: Iterable[str] | None) -> set[str] | None:
+        if classes is None:
+            return None
+        wanted = set(classes)
+        unknown = wanted - set(self.class_names)
+        if unknown:
+            raise InvalidArgument(f"classes: {show(sorted(unknown))} not in the model's classes {self.class_names}")
+        return wanted
+
+    def result(self, outputs: tuple[np.ndarray, np.ndarray, np.ndarray], pixels: np.ndarray, width: int, height: int,
+               score_threshold: float = SCORE_THRESHOLD, top_k: int | None = None,
+               wanted: set[str] | None = None) -> DetectionResult:
+        """raw's outputs for `pixels` as detections in the upright image's pixels (width x height)."""
+        boxes, scores, labels = outputs
         sx, sy = width / pixels.shape[1], height / pixels.shape[0]
-        wanted = None
-        if classes is not None:
-            wanted = set(classes)
-            unknown = wanted - set(self.class_names)
-            if unknown:
-                raise InvalidArgument(f"classes: {show(sorted(unknown))} not in the model's classes "
-                                      f"{self.class_names}")
         result = DetectionResult(width, height, model=self.name)
         for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
             if score < score_threshold:
@@ -109,3 +124,10 @@ class Detector:
             if top_k is not None and len(result.detections) >= top_k:
                 break
         return result
+
+    def detect(self, image: bytes | np.ndarray | str | os.PathLike, score_threshold: float = SCORE_THRESHOLD,
+               top_k: int | None = None, classes: Iterable[str] | None = None,
+               source: str = "image") -> DetectionResult:
+        pixels, width, height = self.decode(image, source)
+        wanted = self.check_classes(classes)
+        return self.result(self.raw(pixels), pixels, width, height, score_threshold, top_k, wanted)

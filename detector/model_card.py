@@ -14,6 +14,7 @@ from artdet.detector.errors import DataCorrupted
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")
+EMBEDDING_NAME = "embedding"  # models exported since issue 14 also give one image embedding (active learning)
 PRODUCER = "artdet"
 
 
@@ -48,7 +49,8 @@ class ModelCard:
             "max_size": str(self.max_size),
             "input": f"{INPUT_NAME}: uint8 [height, width, 3] RGB, any size, EXIF-upright",
             "outputs": "boxes: float32 [N, 4] x1,y1,x2,y2 input pixels; scores: float32 [N]; labels: int64 [N], "
-                       "1-based index into class_names",
+                       f"1-based index into class_names; {EMBEDDING_NAME}: float32 [D], the deepest FPN level "
+                       "averaged over the image, unit length",
             "producer": PRODUCER,
         }
 

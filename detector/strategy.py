@@ -67,17 +67,27 @@ def manual_plan(config: TrainConfig, arch: Architecture, strategy: str,
 
 
 def decide_auto(config: TrainConfig, arch: Architecture, num_train_images: int,
-                similarity: float, similarity_source: str) -> StrategyDecision:
-    """Size × similarity to the pretraining photos, with the policy `artdet experiment transfer` measured."""
+                similarities: dict[str, float]) -> StrategyDecision:
+    """Size × similarity to the pretraining photos, with the policy `artdet experiment transfer` measured.
+
+    `similarities` maps each measure taken (its description) to its value; the data counts as similar only when
+    every measure reaches the threshold, and as different when there is none (a random start)."""
     large = num_train_images >= config.auto_size_threshold
-    similar = similarity >= config.auto_similarity_threshold
+    threshold = config.auto_similarity_threshold
+    similar = bool(similarities) and all(value >= threshold for value in similarities.values())
     size_reason = (f"{num_train_images} training images {'>=' if large else '<'} "
                    f"threshold {config.auto_size_threshold}: {'large' if large else 'small'}")
-    sim_reason = (f"similarity to the pretraining data {similarity:.3f} ({similarity_source}) "
-                  f"{'>=' if similar else '<'} threshold {config.auto_similarity_threshold}: "
-                  f"{'similar' if similar else 'different'}")
-    measurements = {"train_images": num_train_images, "large": large, "similarity": similarity,
-                    "similarity_source": similarity_source, "similar": similar}
+    if similarities:
+        measured = "; ".join(f"{value:.3f} {'>=' if value >= threshold else '<'} {threshold} ({source})"
+                             for source, value in similarities.items())
+        sim_reason = (f"similarity to the pretraining data: {measured}: "
+                      f"{'similar (every measure)' if similar else 'different (not every measure says similar)'}")
+    else:
+        sim_reason = "no similarity measure (random start, no pretrained statistics): treated as different"
+    lowest = min(similarities, key=similarities.get) if similarities else None
+    measurements = {"train_images": num_train_images, "large": large,
+                    "similarity": similarities[lowest] if lowest else 0.0, "similarity_source": lowest or "none",
+                    "similarities": dict(similarities), "similar": similar}
     if not large and similar:
         strategy, stages = "head-only", manual_plan(config, arch, "head-only")
         why = ("small and similar: the pretrained features already fit; train only the heads "

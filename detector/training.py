@@ -43,7 +43,7 @@ from artdet.detector.strategy import StrategyDecision, decide_auto, manual_decis
 from artdet.detector.torch_data import TorchDetectionDataset, train_loader
 from artdet.detector.trainer import EventStorage, EventWriter, Hook, Trainer
 from artdet.detector.writers import ConsoleWriter, EventLogWriter, TensorBoardWriter
-from artdet.detector.voc import load_annotations
+from artdet.detector.annotation_formats import load_annotations
 
 
 def load_datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:
@@ -69,15 +69,15 @@ def _decide(config: TrainConfig, arch: Architecture, model: nn.Module, train: De
             baseline: dict[str, Any], start: StartingPoint, device: torch.device, max_side: int) -> StrategyDecision:
     if config.strategy != "auto":
         return manual_decision(config, arch)
-    similarity = zero_shot_similarity(baseline, start.warm_started)
-    source = f"zero-shot AP50 on warm-started classes {sorted(start.warm_started)}"
-    if similarity is None:
-        data = TorchDetectionDataset(train, transform=None, max_side=max_side)
-        similarity = batchnorm_shift_similarity(model, data, device)
-        source = "early backbone activations vs the frozen BatchNorm statistics of pretraining"
-    if similarity is None:
-        similarity, source = 0.0, "no pretrained statistics (random start): treated as different"
-    return decide_auto(config, arch, len(train.images), similarity, source)
+    similarities = {}
+    zero_shot = zero_shot_similarity(baseline, start.warm_started)
+    if zero_shot is not None:
+        similarities[f"zero-shot AP50 on warm-started classes {sorted(start.warm_started)}"] = zero_shot
+    data = TorchDetectionDataset(train, transform=None, max_side=max_side)
+    shift = batchnorm_shift_similarity(model, data, device)
+    if shift is not None:
+        similarities["early backbone activations vs the frozen BatchNorm statistics of pretraining"] = shift
+    return decide_auto(config, arch, len(train.images), similarities)
 
 
 @dataclass

@@ -160,13 +160,3 @@ def voc_to_coco(annotation_dir: str | Path, image_dir: str | Path | None = None)
                                                                    "no .xml annotation files found")])
     files = [(xml_path.relative_to(annotation_dir).as_posix(), xml_path.read_bytes()) for xml_path in xml_files]
     return voc_files_to_coco(files, str(annotation_dir)), image_dir
-
-
-def load_annotations(path: str, images: str | None = None, class_names: list[str] | None = None,
-                     check_files: bool = True) -> DetectionDataset:
-    """A COCO JSON file or a Pascal VOC folder of XML files."""
-    source = Path(path)
-    if source.is_dir():
-        coco, root = voc_to_coco(source, images)
-        return load_coco(coco, root, class_names=class_names, check_files=check_files)
-    return load_coco(source, images, class_names=class_names, check_files=check_files)

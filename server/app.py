@@ -138,8 +138,8 @@ class ArtdetServer:
         self._on_stopped: list[Callable[[], None]] = []  # once its calls have ended or were cancelled
         self.port = 0
         self.console = None
-        self._add_service("DetectionService", rpc.add_DetectionServiceServicer_to_server,
-                          DetectionServicer(self.repository))
+        self.detection = DetectionServicer(self.repository)
+        self._add_service("DetectionService", rpc.add_DetectionServiceServicer_to_server, self.detection)
 
     @classmethod
     def full(cls, config: ServerConfig) -> ArtdetServer:
@@ -149,6 +149,7 @@ class ArtdetServer:
         from artdet.server.model_registry import register_model
         from artdet.server.model_service import ModelServicer
         from artdet.server.store import Store
+        from artdet.server.suggestions import stored_images_of
         from artdet.server.training_service import TrainingServicer
 
         tokens = server_tokens(config)
@@ -158,8 +159,9 @@ class ArtdetServer:
         runner.on_state_change = lambda: server.metrics.set_job_counts(runner.counts())
         server._on_start += [runner.start, runner.on_state_change]
         server._on_stopped.append(runner.stop)
-        server._add_service("DatasetService", rpc.add_DatasetServiceServicer_to_server,
-                            DatasetServicer(store, config.max_upload_mb << 20, config.max_image_pixels))
+        datasets = DatasetServicer(store, config.max_upload_mb << 20, config.max_image_pixels)
+        server._add_service("DatasetService", rpc.add_DatasetServiceServicer_to_server, datasets)
+        server.detection.stored_images = stored_images_of(store, datasets.images)
         server._add_service("TrainingService", rpc.add_TrainingServiceServicer_to_server,
                             TrainingServicer(store, runner, server.repository))
         server._add_service("ModelService", rpc.add_ModelServiceServicer_to_server,

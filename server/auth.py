@@ -26,6 +26,8 @@ ACTIVE_MODEL_READS = {"/artdet.v1.ModelService/ListModels", "/artdet.v1.ModelSer
 # Operators train on datasets: they may read them, not change them.
 DATASET_READS = {"/artdet.v1.DatasetService/ListDatasets", "/artdet.v1.DatasetService/GetDataset",
                  "/artdet.v1.DatasetService/ListDatasetImages", "/artdet.v1.DatasetService/GetDatasetImage"}
+# Annotators ask which images to label next.
+ANNOTATOR_SUGGESTIONS = {"/artdet.v1.DetectionService/SuggestImages"}
 TOKENS_ENV = "ARTDET_TOKENS"
 
 
@@ -35,7 +37,8 @@ def roles_allowed(method: str) -> set[str]:
     if required is None:
         return set()
     return (required | {"admin"} | ({"client"} if method in ACTIVE_MODEL_READS else set())
-            | ({"operator"} if method in DATASET_READS else set()))
+            | ({"operator"} if method in DATASET_READS else set())
+            | ({"annotator"} if method in ANNOTATOR_SUGGESTIONS else set()))
 
 
 def parse_tokens(text: str) -> dict[str, set[str]]:

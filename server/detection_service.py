@@ -10,6 +10,7 @@ from artdet.detector.config import DETECTIONS_PER_IMAGE, SCORE_THRESHOLD
 from artdet.detector.errors import ArtdetError, DeadlineExceeded, InvalidArgument
 from artdet.server.errors import rpc_errors, status_of
 from artdet.server.model_repository import ModelRepository
+from artdet.server.suggestions import StoredImages, suggest
 
 MAX_DETECTIONS_LIMIT = 1000
 MAX_CLASS_FILTER = 256
@@ -34,8 +35,9 @@ def _check_request(request: pb.DetectRequest) -> tuple[float, int]:
 
 
 class DetectionServicer(rpc.DetectionServiceServicer):
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, stored_images: StoredImages | None = None):
         self.repository = repository
+        self.stored_images = stored_images  # the full server's datasets, for SuggestImages
 
     def _detect(self, request: pb.DetectRequest, context, source: str = "image") -> pb.DetectResponse:
         started = time.perf_counter()
@@ -71,3 +73,7 @@ class DetectionServicer(rpc.DetectionServiceServicer):
             except ArtdetError as exc:
                 code, message = status_of(exc)
                 yield pb.DetectResponse(error=pb.FrameError(code=code.name, message=message))
+
+    @rpc_errors
+    def SuggestImages(self, request_iterator, context):
+        return suggest(self.repository, request_iterator, self.stored_images)

@@ -117,7 +117,7 @@ def test_upload_problems_come_back_with_their_ids_and_nothing_is_stored(console)
     ([("evil.zip", None)], "must be a relative path"),
     ([("notazip.zip", b"PK\x03\x04 garbage")], "not a zip file"),
     ([("a.json", b"{}"), ("b.json", b"{}")], "2 annotation files"),
-    ([("photo.jpg", b"\xff\xd8")], "no COCO annotation file"),
+    ([("photo.jpg", b"\xff\xd8")], "no annotation file"),
 ], ids=["path-traversal", "corrupt-zip", "two-annotation-files", "no-annotations"])
 def test_a_hostile_or_careless_upload_is_refused_by_name(console, files, field):
     server, _ = console

@@ -10,7 +10,8 @@ from PIL import Image
 
 from artdet.detector.dataset import DatasetValidationError, load_coco
 from artdet.detector.split import split_dataset
-from artdet.detector.voc import load_annotations, voc_to_coco
+from artdet.detector.annotation_formats import load_annotations
+from artdet.detector.voc import voc_to_coco
 
 
 def _jpeg(path: Path, size=(100, 80), mode="RGB") -> None:

@@ -39,23 +39,35 @@ def test_manual_plans():
     assert [(s.epochs, s.backbone_layers, s.train_fpn, s.lr) for s in full] == [(5, 6, True, 0.02)]
 
 
-@pytest.mark.parametrize("images, similarity, expected", [
-    (100, 0.9, ("head-only", [0], 0.02)),
-    (100, 0.6, ("full", [6], 0.002)),
-    (2000, 0.9, ("full", [6], 0.002)),
-    (2000, 0.6, ("full", [6], 0.002)),
+ZERO_SHOT, SHIFT = "zero-shot AP50", "BatchNorm shift"
+
+
+@pytest.mark.parametrize("images, similarities, expected", [
+    (100, {SHIFT: 0.9}, ("head-only", [0], 0.02)),
+    (100, {ZERO_SHOT: 0.9, SHIFT: 0.85}, ("head-only", [0], 0.02)),
+    (100, {SHIFT: 0.6}, ("full", [6], 0.002)),
+    # the engraving look of the transfer experiment: shapes found zero-shot, early activations far from pretraining
+    (100, {ZERO_SHOT: 0.97, SHIFT: 0.04}, ("full", [6], 0.002)),
+    (100, {ZERO_SHOT: 0.63, SHIFT: 0.9}, ("full", [6], 0.002)),
+    (100, {}, ("full", [6], 0.002)),  # a random start: nothing to be similar to
+    (2000, {SHIFT: 0.9}, ("full", [6], 0.002)),
+    (2000, {SHIFT: 0.6}, ("full", [6], 0.002)),
 ])
-def test_auto_four_cases_with_the_calibrated_defaults(images, similarity, expected):
+def test_auto_cases_with_the_calibrated_defaults(images, similarities, expected):
     config = TrainConfig(train="x", stage1_epochs=2, stage2_epochs=4, lr=0.02, stage2_lr_factor=0.1)
-    decision = decide_auto(config, ARCH, images, similarity, "test")
+    decision = decide_auto(config, ARCH, images, similarities)
     strategy, layers, lr = expected
     assert decision.strategy == strategy
     assert [s.backbone_layers for s in decision.stages] == layers
     assert decision.stages[0].lr == pytest.approx(lr)
     assert sum(s.epochs for s in decision.stages) == 6  # the same budget whatever the choice
     assert decision.measurements["large"] == (images >= 500)
-    assert decision.measurements["similar"] == (similarity >= 0.8)
+    similar = bool(similarities) and min(similarities.values()) >= 0.8
+    assert decision.measurements["similar"] is similar
+    assert decision.measurements["similarities"] == similarities
+    assert decision.measurements["similarity"] == min(similarities.values(), default=0.0)
     assert len(decision.reasons) == 3
+    assert all(source in decision.reasons[1] for source in similarities)  # every measure is named in the reasons
 
 
 def test_zero_shot_similarity_averages_warm_started_classes():

@@ -52,6 +52,18 @@ def test_the_held_out_engraving_look_has_no_colour_and_its_own_data(tmp_path):
     assert first[0] != first[1]  # the held-out size is not a superset of a calibrated cell's images
 
 
+def test_the_fresco_look_is_faded_low_contrast_plaster_with_its_own_data(tmp_path):
+    """The second held-out look (issue 12), judged after the engraving cells changed auto's similarity rule."""
+    data = make_data(tmp_path, Settings.tiny(), ("small-fresco",))
+    fresco = load_coco(data["small-fresco"])
+    assert fresco.class_names == list(PAINTING_CLASSES) and "small-fresco-val" in data
+    fresco_pixels = np.asarray(render_scene(random.Random(2), "fresco", 160, 160, PAINTING_CLASSES)[0]).astype(int)
+    painting = np.asarray(render_scene(random.Random(2), "painting", 160, 160, PAINTING_CLASSES)[0]).astype(int)
+    assert fresco_pixels.std() < painting.std() / 2  # faded, low contrast
+    assert fresco_pixels.min() > 40  # chalky: no deep darks
+    assert np.abs(fresco_pixels[..., 0] - fresco_pixels[..., 2]).mean() > 5  # still a (warm) palette, not ink
+
+
 def test_tiny_transfer_experiment_reports_every_variant(tmp_path):
     out = tmp_path / "transfer"
     result = artdet("experiment", "transfer", "--tiny", "--out", out, "--cells", "small-painting", timeout=1200)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from artdet.detector.cli import add_train_config_arguments, print_json, show_results
+from artdet.detector.cli import ANNOTATIONS_HELP, IMAGES_HELP, add_train_config_arguments, print_json, show_results
 from artdet.detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
 from artdet.detector.errors import InvalidArgument
 
@@ -54,14 +54,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # datasets ---------------------------------------------------------------------------------------
 
 def cmd_push(args: argparse.Namespace) -> int:
+    from artdet.detector.annotation_formats import opened
     from artdet.tools.client import check_local_images, push_dataset
 
     annotations = Path(args.annotations)
     if not annotations.exists():
         raise FileNotFoundError(f"annotations not found: {annotations}")
-    check_local_images(annotations, Path(args.images) if args.images else None)
-    dataset = push_dataset(_connect(args), args.name, annotations, Path(args.images) if args.images else None,
-                           progress=not args.quiet)
+    with opened(annotations, args.images) as (annotations, images):
+        for note in check_local_images(annotations, images):
+            print(f"artdet push: {note}", file=sys.stderr)
+        dataset = push_dataset(_connect(args), args.name, annotations, images, progress=not args.quiet)
     if args.json:
         print_json(_dataset_json(dataset))
     else:
@@ -126,26 +128,14 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 # jobs -------------------------------------------------------------------------------------------
 
 def training_parameters(args: argparse.Namespace):
-    """The `jobs start` flags as TrainingParameters: the proto's typed fields where it has one, `extra` otherwise."""
-    from artdet.v1 import artdet_pb2 as pb
+    """The `jobs start` flags as TrainingParameters."""
+    from artdet.tools.client import training_parameters_of
 
-    typed = {f.name for f in pb.TrainingParameters.DESCRIPTOR.fields} - {"augment", "extra"}
-    params = pb.TrainingParameters()
-    for spec in TRAIN_SCHEMA.values():
-        value = getattr(args, spec.name, None)
-        if value is None or spec.server_owned:
-            continue
-        if spec.name in typed:
-            try:
-                setattr(params, spec.name, value)
-            except (TypeError, ValueError):  # beyond the proto's int32: the server would refuse it anyway
-                raise InvalidArgument(f"--{spec.name.replace('_', '-')}: {value} is not in "
-                                      f"{spec.interval()}") from None
-        else:
-            params.extra[spec.name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    if args.augment_enabled is not None:
-        params.augment = args.augment_enabled
-    return params
+    try:
+        return training_parameters_of(vars(args), args.augment_enabled)
+    except InvalidArgument as exc:
+        name, _, rest = str(exc).partition(":")
+        raise InvalidArgument(f"--{name.replace('_', '-')}:{rest}") from None
 
 
 def cmd_jobs_start(args: argparse.Namespace) -> int:
@@ -369,6 +359,57 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Rank a pool's images by what labelling them should teach the model; a Label Studio task list of the top."""
+    from google.protobuf import json_format
+
+    from artdet.v1 import artdet_pb2 as pb
+    from artdet.detector.images import IMAGE_SUFFIXES
+    from artdet.detector.label_studio import rectangle_results
+    from artdet.detector.results import Detection
+
+    strategies = {"uncertainty": pb.SUGGEST_STRATEGY_UNCERTAINTY,
+                  "uncertainty-diversity": pb.SUGGEST_STRATEGY_UNCERTAINTY_DIVERSITY}
+    header = pb.SuggestHeader(model_name=args.model or "", budget=args.budget, strategy=strategies[args.strategy],
+                              labelled_dataset=args.dataset or "")
+    pool = Path(args.pool)
+    if pool.is_dir():
+        files = sorted(p for p in pool.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"--pool: no images in {pool}")
+    else:
+        header.pool_dataset, files = args.pool, []
+
+    def requests():
+        yield pb.SuggestImagesRequest(header=header)
+        for path in files:
+            yield pb.SuggestImagesRequest(image=pb.PoolImage(file_name=path.relative_to(pool).as_posix(),
+                                                             image=path.read_bytes()))
+
+    connection = _connect(args)
+    reply = connection.detection().SuggestImages(requests(), metadata=connection.metadata)
+    tasks = []
+    for suggestion in reply.suggestions:
+        detections = [Detection((d.box.x1, d.box.y1, d.box.x2, d.box.y2), d.score, d.label_id, d.label)
+                      for d in suggestion.detections]
+        tasks.append({"data": {"image": args.image_url_prefix + suggestion.file_name,
+                               "artdet_rank": suggestion.rank, "artdet_reasons": "; ".join(suggestion.reasons)},
+                      "predictions": [{"model_version": f"{reply.model_name}:v{reply.model_version}",
+                                       "score": round(suggestion.score, 4),
+                                       "result": rectangle_results(detections, suggestion.width, suggestion.height,
+                                                                   args.from_name, args.to_name)}]})
+        if not args.json:
+            print(f"{suggestion.rank}. {suggestion.file_name}: {'; '.join(suggestion.reasons)}")
+    Path(args.tasks).write_text(json.dumps(tasks, indent=1))
+    for note in reply.notes:
+        print(f"artdet suggest: {note}", file=sys.stderr)
+    print(f"artdet suggest: {len(tasks)} of {reply.pool_images} images, by {reply.model_name} "
+          f"v{reply.model_version}; Label Studio tasks in {args.tasks}", file=sys.stderr)
+    if args.json:
+        print_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+    return 0
+
+
 def _local_address(config) -> str:
     """HOST:PORT at which a client on this machine reaches the server `config` describes."""
     host = config.host.strip("[]")
@@ -472,10 +513,28 @@ def add_service_commands(subparsers) -> None:
                    "--server (default $ARTDET_TLS_SERVER_NAME)")
     p.set_defaults(handler=cmd_health)
 
-    p = subparsers.add_parser("push", help="upload a COCO file (or VOC folder) and its images as a dataset version")
-    p.add_argument("annotations", help="COCO JSON or a Pascal VOC folder of XML files")
+    p = subparsers.add_parser("suggest", help="which images to label next: the model's least certain, spread out")
+    p.add_argument("--pool", required=True, help="a folder of unlabelled images, or a dataset's name on the server")
+    p.add_argument("--budget", type=int, required=True, help="how many images to suggest")
+    p.add_argument("--dataset", help="the labelled dataset: suggestions should differ from its images too")
+    p.add_argument("--model", help="model name (default: the server's default model)")
+    p.add_argument("--strategy", choices=("uncertainty-diversity", "uncertainty"), default="uncertainty-diversity",
+                   help="uncertainty and flip disagreement, then spread by image embeddings (default), or not")
+    p.add_argument("--tasks", default="suggested-tasks.json",
+                   help="Label Studio task list to write, pre-annotations included (default: %(default)s)")
+    p.add_argument("--image-url-prefix", default="/data/local-files/?d=",
+                   help="put before each image's path in the tasks: how Label Studio reaches the pool's files "
+                        "(default: its local-files storage, %(default)s)")
+    p.add_argument("--from-name", default="label", help="the project's RectangleLabels name (default: label)")
+    p.add_argument("--to-name", default="image", help="the project's Image name (default: image)")
+    p.add_argument("--json", action="store_true", help="print the whole reply as JSON")
+    add_connection_arguments(p)
+    p.set_defaults(handler=cmd_suggest)
+
+    p = subparsers.add_parser("push", help="upload annotations (COCO, Label Studio, CVAT, VOC) and their images as a dataset version")
+    p.add_argument("annotations", help=ANNOTATIONS_HELP)
     p.add_argument("--name", required=True, help="dataset name")
-    p.add_argument("--images", help="image root (default: the annotation file's folder)")
+    p.add_argument("--images", help=IMAGES_HELP)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     add_connection_arguments(p)

@@ -28,8 +28,10 @@ from starlette.staticfiles import StaticFiles
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
+from artdet.detector.annotation_formats import find_annotations
 from artdet.detector.config import TRAIN_SCHEMA
-from artdet.server.console.uploads import discard, find_dataset, lay_out
+from artdet.server.console.label_studio_backend import LabelStudioBackend
+from artdet.server.console.uploads import discard, lay_out
 from artdet.server.errors import status_of
 from artdet.tools.client import upload_requests
 
@@ -149,6 +151,17 @@ class Console:
             raise HttpError(400, "INVALID_ARGUMENT", f"{key}: {text[:20]!r} is not a version number")
         return int(text)
 
+    async def push_laid_out(self, name: str, scratch: Path, metadata) -> pb.Dataset:
+        """The dataset laid out under `scratch` (as a tool exports one) through UploadDataset."""
+        annotation, images = await run_in_threadpool(find_annotations, scratch)
+        requests = upload_requests(name, annotation, images, progress=False)
+
+        async def stream():
+            while (message := await run_in_threadpool(next, requests, None)) is not None:
+                yield message
+
+        return await self.stub(rpc.DatasetServiceStub).UploadDataset(stream(), metadata=metadata)
+
     # -- endpoints ------------------------------------------------------------------------------
     async def info(self, request: Request) -> Response:
         reply = await self.stub(rpc.ServerServiceStub).GetServerInfo(pb.GetServerInfoRequest(),
@@ -204,14 +217,7 @@ class Console:
                 if not files:
                     raise HttpError(400, "INVALID_ARGUMENT", "files: no file in the upload")
                 await run_in_threadpool(lay_out, files, scratch, self.max_upload_bytes)
-            annotation, images = await run_in_threadpool(find_dataset, scratch)
-            requests = upload_requests(name, annotation, images, progress=False)
-
-            async def stream():
-                while (message := await run_in_threadpool(next, requests, None)) is not None:
-                    yield message
-
-            reply = await self.stub(rpc.DatasetServiceStub).UploadDataset(stream(), metadata=self.metadata(request))
+            reply = await self.push_laid_out(name, scratch, self.metadata(request))
             return JSONResponse(to_json(reply))
         finally:
             await run_in_threadpool(discard, scratch)
@@ -354,6 +360,7 @@ class Console:
             ("/api/models/{name}/{version}/classes", self.set_class_info, ["PUT"]),
             ("/api/models/{name}/{version}/onnx", self.download_model, ["GET"]),
             ("/api/detect", self.detect, ["POST"]),
+            *LabelStudioBackend(self).routes(),
         ]
         return [Route(path, self.endpoint(handler), methods=methods) for path, handler, methods in api] + [
             Route("/", self.index, methods=["GET"]),

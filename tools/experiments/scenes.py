@@ -6,6 +6,8 @@
   texture, a colour cast and many short brush strokes over everything; adds a class A never has (star).
 - "engraving" (held out from `auto`'s calibration): ink on paper, no colour: cross-hatched shapes, aged
   paper with grain and fibres; the painting classes.
+- "fresco" (held out from `auto`, and from the rule change the engraving cells led to): pigment on lime plaster:
+  a faded, low-contrast palette, mottled plaster, cracks and patches of lost paint; the painting classes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from artdet.tools.experiments.synthetic import write_coco_scenes
 
 PHOTO_CLASSES = ("circle", "square", "triangle", "cross")
 PAINTING_CLASSES = PHOTO_CLASSES + ("star",)
-DOMAINS = ("photo", "photo-mild", "painting", "engraving")
+DOMAINS = ("photo", "photo-mild", "painting", "engraving", "fresco")
+ART_DOMAINS = ("painting", "engraving", "fresco")  # they add the star class
 
 
 def _outline(shape: str, cx: float, cy: float, r: float, rng: random.Random, wobble: float) -> list[tuple]:
@@ -93,13 +96,53 @@ def _engraving_finish(image: Image.Image, rng: random.Random) -> Image.Image:
         ImageFilter.GaussianBlur(0.5))
 
 
+def _plaster(rng: random.Random, width: int, height: int) -> np.ndarray:
+    noise = np.random.default_rng(rng.randint(0, 2**31))
+    base = np.array([rng.uniform(205, 230), rng.uniform(190, 212), rng.uniform(165, 192)])
+    coarse = np.asarray(Image.fromarray(noise.normal(128, 40, (height // 16 + 1, width // 16 + 1)).clip(0, 255)
+                                        .astype(np.uint8)).resize((width, height), Image.BICUBIC), np.float64)
+    mottling = (coarse - 128) * 0.25 + noise.normal(0, 3, (height, width))
+    return np.clip(base + mottling[..., None], 0, 255)
+
+
+def _faded(colour: tuple[int, ...], plaster: np.ndarray) -> tuple[int, ...]:
+    """A pigment that has lost most of its strength into the plaster."""
+    return tuple(int(0.45 * c + 0.55 * p) for c, p in zip(colour, plaster.reshape(-1, 3).mean(axis=0)))
+
+
+def _fresco_finish(image: Image.Image, plaster: np.ndarray, rng: random.Random) -> Image.Image:
+    width, height = image.size
+    pixels = np.asarray(image).astype(np.float64)
+    loss = Image.new("L", image.size, 0)  # patches where the paint has flaked off to the plaster
+    loss_draw = ImageDraw.Draw(loss)
+    for _ in range(rng.randint(2, 5)):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(3, min(width, height) * 0.06)
+        loss_draw.polygon(_outline("circle", cx, cy, r, rng, 0.35), fill=255)
+    lost = np.asarray(loss.filter(ImageFilter.GaussianBlur(1)), np.float64)[..., None] / 255
+    pixels = pixels * (1 - lost) + plaster * lost
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randint(4, 9)):  # cracks: wandering thin dark lines
+        x, y, angle = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0, 2 * math.pi)
+        points = [(x, y)]
+        for _step in range(rng.randint(6, 20)):
+            angle += rng.uniform(-0.7, 0.7)
+            x, y = x + 5 * math.cos(angle), y + 5 * math.sin(angle)
+            points.append((x, y))
+        draw.line(points, fill=tuple(rng.randint(95, 130) for _ in range(3)), width=1)
+    pixels = np.asarray(image.filter(ImageFilter.GaussianBlur(0.6))).astype(np.float64)
+    return Image.fromarray(np.clip(128 + (pixels - 128) * 0.8 + 20, 0, 255).astype(np.uint8))  # low contrast, chalky
+
+
 def render_scene(rng: random.Random, domain: str, width: int, height: int, classes: tuple[str, ...],
                  max_objects: int = 3) -> tuple[Image.Image, list[tuple[str, list[float]]]]:
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    painting = domain in ("painting", "engraving")
-    engraving = domain == "engraving"
+    painting = domain in ART_DOMAINS
+    engraving, fresco = domain == "engraving", domain == "fresco"
+    plaster = _plaster(rng, width, height) if fresco else None
     image = Image.fromarray(np.full((height, width, 3), 255, np.uint8) if engraving
+                            else plaster.astype(np.uint8) if fresco
                             else _background(rng, width, height, domain).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     objects: list[tuple[str, list[float]]] = []
@@ -117,7 +160,10 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
         points = _outline(shape, cx, cy, r, rng, 0.07 if painting else 0.0)
         colour = (tuple(rng.randint(0, 60) for _ in range(3)) if engraving  # ink
                   else tuple(rng.randint(0, 255) for _ in range(3)))
-        style = ("hatched" if engraving else rng.choice(["filled", "hatched", "outline"])) if painting else "filled"
+        if fresco:
+            colour = _faded(colour, plaster)
+        style = ("hatched" if engraving else rng.choice(["filled", "outline"]) if fresco
+                 else rng.choice(["filled", "hatched", "outline"])) if painting else "filled"
         if style == "filled":
             draw.polygon(points, fill=colour)
             if not painting:  # shading: a lighter, smaller copy towards the top-left
@@ -145,6 +191,8 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
         objects.append((shape, [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]))
     if engraving:
         image = _engraving_finish(image, rng)
+    elif fresco:
+        image = _fresco_finish(image, plaster, rng)
     elif painting:
         image = _painting_finish(image, rng)
     elif domain == "photo-mild":
@@ -156,7 +204,7 @@ def render_scene(rng: random.Random, domain: str, width: int, height: int, class
 def write_scenes(root: str | Path, domain: str, images: int, size: int = 192, seed: int = 0,
                  classes: tuple[str, ...] | None = None, name: str = "annotations.json") -> Path:
     """Write `images` scenes as JPEGs under root/images and a COCO file root/name; returns its path."""
-    classes = classes or (PAINTING_CLASSES if domain in ("painting", "engraving") else PHOTO_CLASSES)
+    classes = classes or (PAINTING_CLASSES if domain in ART_DOMAINS else PHOTO_CLASSES)
     rng = random.Random(f"{domain}-{seed}")
     stem = Path(name).stem
 

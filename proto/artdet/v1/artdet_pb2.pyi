@@ -21,6 +21,12 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class SuggestStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUGGEST_STRATEGY_UNSPECIFIED: _ClassVar[SuggestStrategy]
+    SUGGEST_STRATEGY_UNCERTAINTY: _ClassVar[SuggestStrategy]
+    SUGGEST_STRATEGY_UNCERTAINTY_DIVERSITY: _ClassVar[SuggestStrategy]
 DATASET_FORMAT_UNSPECIFIED: DatasetFormat
 DATASET_FORMAT_COCO: DatasetFormat
 DATASET_FORMAT_VOC: DatasetFormat
@@ -30,6 +36,9 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+SUGGEST_STRATEGY_UNSPECIFIED: SuggestStrategy
+SUGGEST_STRATEGY_UNCERTAINTY: SuggestStrategy
+SUGGEST_STRATEGY_UNCERTAINTY_DIVERSITY: SuggestStrategy
 
 class AnnotationFile(_message.Message):
     __slots__ = ("file_name", "content")
@@ -515,6 +524,80 @@ class ServerInfo(_message.Message):
     free_bytes: int
     detect_only: bool
     def __init__(self, version: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., models_loaded: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., models_active: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobCount, _Mapping]]] = ..., data_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., detect_only: _Optional[bool] = ...) -> None: ...
+
+class SuggestImagesRequest(_message.Message):
+    __slots__ = ("header", "image")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    header: SuggestHeader
+    image: PoolImage
+    def __init__(self, header: _Optional[_Union[SuggestHeader, _Mapping]] = ..., image: _Optional[_Union[PoolImage, _Mapping]] = ...) -> None: ...
+
+class SuggestHeader(_message.Message):
+    __slots__ = ("model_name", "model_version", "budget", "strategy", "labelled_dataset", "labelled_version", "pool_dataset", "pool_version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_DATASET_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POOL_DATASET_FIELD_NUMBER: _ClassVar[int]
+    POOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: int
+    budget: int
+    strategy: SuggestStrategy
+    labelled_dataset: str
+    labelled_version: int
+    pool_dataset: str
+    pool_version: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., budget: _Optional[int] = ..., strategy: _Optional[_Union[SuggestStrategy, str]] = ..., labelled_dataset: _Optional[str] = ..., labelled_version: _Optional[int] = ..., pool_dataset: _Optional[str] = ..., pool_version: _Optional[int] = ...) -> None: ...
+
+class PoolImage(_message.Message):
+    __slots__ = ("file_name", "image")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    image: bytes
+    def __init__(self, file_name: _Optional[str] = ..., image: _Optional[bytes] = ...) -> None: ...
+
+class Suggestion(_message.Message):
+    __slots__ = ("file_name", "rank", "score", "uncertainty", "disagreement", "novelty", "reasons", "detections", "width", "height")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    NOVELTY_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    rank: int
+    score: float
+    uncertainty: float
+    disagreement: float
+    novelty: float
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    detections: _containers.RepeatedCompositeFieldContainer[Detection]
+    width: int
+    height: int
+    def __init__(self, file_name: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., uncertainty: _Optional[float] = ..., disagreement: _Optional[float] = ..., novelty: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class SuggestImagesResponse(_message.Message):
+    __slots__ = ("suggestions", "model_name", "model_version", "pool_images", "notes")
+    SUGGESTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POOL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    suggestions: _containers.RepeatedCompositeFieldContainer[Suggestion]
+    model_name: str
+    model_version: int
+    pool_images: int
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, suggestions: _Optional[_Iterable[_Union[Suggestion, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., pool_images: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
     __slots__ = ("image", "model_name", "model_version", "score_threshold", "max_detections", "classes")

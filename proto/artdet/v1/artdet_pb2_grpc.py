@@ -1085,6 +1085,11 @@ class DetectionServiceStub:
                 request_serializer=artdet_dot_v1_dot_artdet__pb2.DetectRequest.SerializeToString,
                 response_deserializer=artdet_dot_v1_dot_artdet__pb2.DetectResponse.FromString,
                 _registered_method=True)
+        self.SuggestImages = channel.stream_unary(
+                '/artdet.v1.DetectionService/SuggestImages',
+                request_serializer=artdet_dot_v1_dot_artdet__pb2.SuggestImagesRequest.SerializeToString,
+                response_deserializer=artdet_dot_v1_dot_artdet__pb2.SuggestImagesResponse.FromString,
+                _registered_method=True)
 
 
 class DetectionServiceServicer:
@@ -1107,6 +1112,15 @@ class DetectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuggestImages(self, request_iterator, context):
+        """Which unlabelled images to label next: a header, then the pool's images (or a stored dataset as the
+        pool); ranked by the active model's uncertainty and flip disagreement, spread out by its embeddings.
+        Annotators may call it too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DetectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1119,6 +1133,11 @@ def add_DetectionServiceServicer_to_server(servicer, server):
                     servicer.DetectStream,
                     request_deserializer=artdet_dot_v1_dot_artdet__pb2.DetectRequest.FromString,
                     response_serializer=artdet_dot_v1_dot_artdet__pb2.DetectResponse.SerializeToString,
+            ),
+            'SuggestImages': grpc.stream_unary_rpc_method_handler(
+                    servicer.SuggestImages,
+                    request_deserializer=artdet_dot_v1_dot_artdet__pb2.SuggestImagesRequest.FromString,
+                    response_serializer=artdet_dot_v1_dot_artdet__pb2.SuggestImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1179,6 +1198,33 @@ class DetectionService:
             '/artdet.v1.DetectionService/DetectStream',
             artdet_dot_v1_dot_artdet__pb2.DetectRequest.SerializeToString,
             artdet_dot_v1_dot_artdet__pb2.DetectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestImages(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/artdet.v1.DetectionService/SuggestImages',
+            artdet_dot_v1_dot_artdet__pb2.SuggestImagesRequest.SerializeToString,
+            artdet_dot_v1_dot_artdet__pb2.SuggestImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
