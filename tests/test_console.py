@@ -327,3 +327,76 @@ def test_an_install_without_the_console_extra_serves_without_it_and_says_what_to
     assert result.returncode == 0, result.stderr[-2000:]
     assert "console None" in result.stdout and "torch False" in result.stdout
     assert "web console off" in result.stderr and "pip install 'artdet[console]'" in result.stderr
+
+
+def _basic(role: str) -> dict:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"label-studio:{TOKENS[role]}".encode()).decode()}
+
+
+RECTANGLES = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+              '<Label value="circle"/></RectangleLabels></View>')
+
+
+def test_the_label_studio_backend_refuses_what_it_must(console):
+    """The protocol's guards without a Label Studio (tests/test_label_studio.py runs the real one)."""
+    server, _ = console
+
+    def post(path, body, role="client"):
+        return call(server, "POST", f"/label-studio/{path}", None, json.dumps(body).encode(), "application/json",
+                    _basic(role) if role else None)
+
+    status, health, _ = call(server, "GET", "/label-studio/health", None)
+    assert status == 200 and health["status"] == "UP"
+    setup = {"project": "7.1795611596", "schema": RECTANGLES, "hostname": "http://127.0.0.1:9", "access_token": "k"}
+    status, reply, _ = post("setup", setup)
+    assert status == 200 and reply == {"model_version": "none"}, reply  # no model active on this server yet
+    status, reply, _ = post("setup", {**setup, "schema": "<View><Image name='image' value='$image'/></View>"})
+    assert status == 400 and reply["message"].startswith("label_config: no <RectangleLabels"), reply
+    status, reply, _ = post("setup", {**setup, "extra_params": {"score_threshold": 7}})
+    assert status == 400 and reply["message"].startswith("extra_params.score_threshold"), reply
+    status, reply, _ = post("setup", {**setup, "project": "9.1"}, role=None)
+    assert status == 401, reply  # the artdet token is basic auth's password
+    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 9}}, role=None)
+    assert status == 400 and reply["message"].startswith("project 9: not set up"), reply  # nothing was kept
+    # images come only from the Label Studio that set the project up
+    task = {"id": 1, "data": {"image": "http://169.254.169.254/latest/meta-data.jpg"}}
+    status, reply, _ = post("predict", {"tasks": [task], "project": "7.1795611596", "label_config": RECTANGLES})
+    assert status == 400 and "only images Label Studio itself serves" in reply["message"], reply
+    status, reply, _ = post("predict", {"tasks": [task], "project": "8.1", "label_config": RECTANGLES})
+    assert status == 400 and reply["message"].startswith("project: not set up"), reply
+    # webhooks come without credentials: one only acts on a project set up before, and only to train
+    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 99}}, role=None)
+    assert status == 400 and reply["message"].startswith("project 99: not set up"), reply
+    status, reply, _ = post("webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 7}}, role=None)
+    assert status == 200 and reply["status"] == "ignored", reply
+    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": "x; rm"}}, role=None)
+    assert status == 400 and "not a Label Studio project id" in reply["message"], reply
+
+
+def test_a_label_studio_json_export_with_its_images_uploads(console, tmp_path):
+    server, shapes = console
+    coco = json.loads(shapes.read_text())
+    tasks = []
+    for image in coco["images"]:
+        result = [{"type": "rectanglelabels", "from_name": "label", "to_name": "image",
+                   "original_width": image["width"], "original_height": image["height"],
+                   "value": {"x": 100 * a["bbox"][0] / image["width"], "y": 100 * a["bbox"][1] / image["height"],
+                             "width": 100 * a["bbox"][2] / image["width"],
+                             "height": 100 * a["bbox"][3] / image["height"], "rotation": 0,
+                             "rectanglelabels": [next(c["name"] for c in coco["categories"]
+                                                      if c["id"] == a["category_id"])]}}
+                  for a in coco["annotations"] if a["image_id"] == image["id"]]
+        name = image["file_name"].split("/")[-1]
+        tasks.append({"id": image["id"], "data": {"image": f"/data/upload/3/0123abcd-{name}"},
+                      "annotations": [{"id": image["id"], "result": result}]})
+    files = [("project-3.json", json.dumps(tasks).encode())] + [
+        (image["file_name"].split("/")[-1], (shapes.parent / image["file_name"]).read_bytes())
+        for image in coco["images"]]
+    body, kind = multipart(files)
+    status, dataset, _ = call(server, "POST", "/api/datasets?name=from-label-studio", "annotator", body, kind)
+    assert status == 200, dataset
+    status, reference, _ = call(server, "POST", "/api/datasets?name=same-as-coco", "annotator",
+                                *multipart([("shapes.zip", cvat_zip(shapes))]))
+    assert dataset["statistics"] == reference["statistics"]

@@ -35,3 +35,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   fi
 fi
 npm ci --prefix tests/node_client --no-audit --no-fund --loglevel=error
+# Label Studio for the annotation-loop test, in an environment of its own (its pins clash with artdet's)
+if [ ! -x .venv-label-studio/bin/label-studio ]; then
+  echo "setup: installing Label Studio in .venv-label-studio for the annotation-loop test (about 1 GB)" >&2
+  "$PYTHON" -m venv .venv-label-studio
+  .venv-label-studio/bin/python -m pip install --quiet --upgrade pip
+  .venv-label-studio/bin/python -m pip install --quiet label-studio==1.23.2 label-studio-sdk==2.1.2
+fi

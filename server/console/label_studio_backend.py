@@ -145,11 +145,12 @@ class LabelStudioBackend:
         project = _project_id(body.get("project"))
         rectangle_control(str(body.get("schema") or ""))
         authorization = _bearer(request)
+        threshold = _threshold(body.get("extra_params"))
+        version = await self._model_version(authorization)  # a caller without a valid token stops here
         hostname, api_key = body.get("hostname"), body.get("access_token")
         if isinstance(hostname, str) and hostname.startswith(("http://", "https://")) and isinstance(api_key, str):
-            self.projects[project] = Project(project, hostname, api_key, authorization,
-                                             _threshold(body.get("extra_params")))
-        return JSONResponse({"model_version": await self._model_version(authorization)})
+            self.projects[project] = Project(project, hostname, api_key, authorization, threshold)
+        return JSONResponse({"model_version": version})
 
     async def predict(self, request: Request) -> Response:
         body = await self.console.json_body(request)
