@@ -118,3 +118,21 @@ def test_auto_trains_itself_when_no_measured_variant_trains_as_it_decided(tmp_pa
     auto = run_variant("auto", "small-painting", 0, pretrained, data, settings, tmp_path / "runs", measured)
     assert "same_training_as" not in auto and auto["auto_choice"] == "full"
     assert (tmp_path / "runs" / "small-painting" / "auto" / "seed0" / "metrics.json").is_file()
+
+
+def test_tiny_active_learning_experiment_reports_every_strategy(tmp_path):
+    """`artdet experiment active --tiny`: the plumbing of issue 14's experiment (its figures are in the README)."""
+    out = tmp_path / "active"
+    result = artdet("experiment", "active", "--tiny", "--out", out, timeout=1200)
+    report = json.loads((out / "active.json").read_text())
+    settings = report["settings"]
+    labels = [settings["start"] + settings["add"] * r for r in range(settings["rounds"] + 1)]
+    for strategy in ("random", "uncertainty", "uncertainty-diversity"):
+        (curve,) = report["curves"][strategy]
+        assert [point["labels"] for point in curve] == labels
+        added = [i for point in curve[:-1] for i in point["added"]]
+        assert len(set(added)) == len(added) == settings["add"] * settings["rounds"]  # never an image twice
+        assert report["summary"][strategy]["labels"] == labels
+    # every strategy starts from the same labelled images, so round 0 trains the same model
+    assert len({report["curves"][s][0][0]["map"] for s in report["curves"]}) == 1
+    assert "labels to reach random's final mAP" in result.stdout and (out / "active.png").is_file()

@@ -407,3 +407,6 @@ def add_experiment_commands(subparsers) -> None:
     p.add_argument("--variants", help=f"comma-separated subset of {','.join(VARIANTS)}; results merge into an "
                                       "earlier transfer.json in --out made with the same settings")
     p.set_defaults(handler=cmd_transfer)
+    from artdet.tools.experiments.active import add_command as add_active_command
+
+    add_active_command(experiment)
