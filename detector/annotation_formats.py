@@ -103,12 +103,14 @@ def read_annotations(path: str | Path, images: str | Path | None = None) -> Anno
 
 def load_annotations(path: str | Path, images: str | Path | None = None, class_names: list[str] | None = None,
                      check_files: bool = True) -> DetectionDataset:
-    """A dataset in any of FORMATS (a zip too), validated."""
-    with opened(Path(path), images) as (annotation_path, image_root):
-        annotations = read_annotations(annotation_path, image_root)
-        return load_coco(annotations.coco, annotations.image_root, class_names=class_names,
-                         check_files=check_files, source=annotations.source if not str(path).endswith(".zip")
-                         else Path(path).name)
+    """A dataset in any of FORMATS, validated; its images stay where they are, so not from a zip (whose
+    scratch folder would be gone by the time they are read)."""
+    path = Path(path)
+    if path.suffix.lower() == ".zip":
+        raise InvalidArgument(f"{path.name}: unzip it first (artdet validate and artdet push read zips as they are)")
+    annotations = read_annotations(path, images)
+    return load_coco(annotations.coco, annotations.image_root, class_names=class_names, check_files=check_files,
+                     source=annotations.source)
 
 
 def _image_names(annotation: Path) -> list[str]:

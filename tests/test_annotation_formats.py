@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from artdet.detector.annotation_formats import load_annotations, read_annotations
+from artdet.detector.annotation_formats import load_annotations, opened, read_annotations
 from artdet.detector.cvat import cvat_xml, cvat_xml_to_coco
 from artdet.detector.dataset import DatasetValidationError, load_coco
+from artdet.detector.errors import InvalidArgument
 from artdet.detector.local_images import LocalImages, original_name
 from tests.conftest import artdet
 
@@ -174,7 +175,11 @@ def test_cvat_for_images_zip_gives_the_same_dataset_as_coco(tmp_path, images):
         archive.writestr("annotations.xml", _cvat_images_xml())
         for path in images.iterdir():
             archive.write(path, f"images/{path.name}")
-    _same_as_coco(load_annotations(export), tmp_path)
+    with opened(export) as (annotation, root):
+        read = read_annotations(annotation, root)
+        _same_as_coco(load_coco(read.coco, read.image_root), tmp_path)
+    with pytest.raises(InvalidArgument, match="unzip it first"):  # training reads the images later: not from a zip
+        load_annotations(export)
 
 
 def test_cvat_coco_zip_gives_the_same_dataset_as_coco(tmp_path, images):
@@ -186,7 +191,10 @@ def test_cvat_coco_zip_gives_the_same_dataset_as_coco(tmp_path, images):
         archive.writestr("annotations/instances_default.json", json.dumps(coco))
         for path in images.iterdir():
             archive.write(path, f"images/{path.name}")
-    _same_as_coco(load_annotations(export), tmp_path)
+    with opened(export) as (annotation, root):
+        read = read_annotations(annotation, root)
+        assert annotation.name == "instances_default.json" and root.name == "images"
+        _same_as_coco(load_coco(read.coco, read.image_root), tmp_path)
 
 
 def test_cvat_xml_as_cvat_writes_it(tmp_path):
