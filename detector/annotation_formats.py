@@ -25,8 +25,8 @@ from artdet.detector.dataset import (DatasetValidationError, DetectionDataset, P
 from artdet.detector.errors import InvalidArgument
 from artdet.detector.images import resolve_inside
 from artdet.detector.label_studio import export_kind, label_studio_to_coco
-from artdet.detector.local_images import LocalImages
-from artdet.detector.voc import voc_to_coco
+from artdet.detector.local_images import LocalImages, is_tool_reference
+from artdet.detector.voc import voc_image_root, voc_to_coco
 
 FORMATS = ("coco", "voc", "label-studio", "label-studio-min", "cvat")
 MAX_ARCHIVE_BYTES = 64 << 30  # what a zip may unpack to on the user's own machine
@@ -43,12 +43,18 @@ class Annotations:
 
 
 def detect_format(path: Path) -> str:
+    """One of FORMATS, from the file's content ("coco" for JSON that is none of the others, or no JSON), as
+    read_annotations tells them apart."""
     if path.is_dir():
         return "voc"
-    head = path.read_bytes()[:8192] if path.is_file() else b""
-    if path.suffix.lower() == ".xml" or head.lstrip().startswith(b"<"):
+    content = path.read_bytes() if path.is_file() else b""
+    if path.suffix.lower() == ".xml" or content[:8192].lstrip().startswith(b"<"):
         return "cvat"
-    return "coco"
+    try:
+        kind = export_kind(parse_json(content, str(path)))
+    except DatasetValidationError:
+        return "coco"  # the COCO reader names what is wrong with it
+    return {"json": "label-studio", "json-min": "label-studio-min"}.get(kind or "", "coco")
 
 
 def _coco_with_local_names(coco: Any, root: Path) -> tuple[Any, bool]:
@@ -61,8 +67,9 @@ def _coco_with_local_names(coco: Any, root: Path) -> tuple[Any, bool]:
     renamed, images = False, []
     for entry in coco["images"]:
         name = entry.get("file_name") if isinstance(entry, dict) else None
-        if isinstance(name, str) and name and (file_name_problem(name) is not None
-                                               or not resolve_inside(root, name).is_file()):
+        # only names a tool gave (a plain COCO's missing file stays missing, never re-pointed by its name)
+        if isinstance(name, str) and is_tool_reference(name) and (
+                file_name_problem(name) is not None or not resolve_inside(root, name).is_file()):
             found, _ = local.find(name)
             if found is not None:
                 entry, renamed = {**entry, "file_name": found}, True
@@ -74,8 +81,7 @@ def read_annotations(path: str | Path, images: str | Path | None = None) -> Anno
     """The annotations at `path` (file or VOC folder; not a zip: see `opened`) as COCO with its image root."""
     path = Path(path)
     source = str(path)
-    kind = detect_format(path)
-    if kind == "voc":
+    if path.is_dir():
         coco, root = voc_to_coco(path, images)
         return Annotations("voc", coco, root, source)
     root = Path(images) if images is not None else path.parent  # Label Studio's names match anywhere under it
@@ -85,7 +91,7 @@ def read_annotations(path: str | Path, images: str | Path | None = None) -> Anno
         raise DatasetValidationError(source, [Problem("file", "annotation file not found")]) from None
     except OSError as exc:
         raise DatasetValidationError(source, [Problem("file", f"cannot be read ({exc.strerror})")]) from None
-    if kind == "cvat":
+    if path.suffix.lower() == ".xml" or content[:8192].lstrip().startswith(b"<"):
         coco = cvat_xml_to_coco(content, source)
         root = Path(images) if images is not None else image_root(path, _image_names(path), path.parent)
         return Annotations("cvat", coco, root, source, renamed=True)
@@ -134,7 +140,7 @@ def find_annotations(root: Path, what: str = "files") -> tuple[Path, Path]:
         voc = sorted({p.parent for p in root.rglob("*.xml") if p.is_file()})
         if voc:
             top = voc[0] if all(v.is_relative_to(voc[0]) for v in voc) else root
-            return top, (top.parent / "JPEGImages" if (top.parent / "JPEGImages").is_dir() else top.parent)
+            return top, voc_image_root(top)
         raise InvalidArgument(f"{what}: no annotation file (a COCO or Label Studio .json, CVAT's {ANNOTATION_FILE} "
                               "or a VOC folder of .xml files)")
     if len(candidates) > 1:
@@ -154,7 +160,7 @@ def image_root(annotation: Path, names: list[str], top: Path) -> Path:
         for name in names:
             try:
                 count += resolve_inside(folder, name).is_file()
-            except ValueError:
+            except (ValueError, OSError):  # outside the folder; too long a name for the file system
                 continue
         return count
 
@@ -163,8 +169,8 @@ def image_root(annotation: Path, names: list[str], top: Path) -> Path:
 
 @contextlib.contextmanager
 def opened(path: Path, images: str | Path | None = None) -> Iterator[tuple[Path, Path | None]]:
-    """(annotation file or folder, image root) for `path`; a zip is unpacked into a scratch folder for the
-    duration (its images too, unless `images` names them elsewhere)."""
+    """(annotation file or folder, image root) for `path`; a zip is unpacked, whole, into a scratch folder for
+    the duration, and its image root is the one laid out in it unless `images` names another."""
     if path.suffix.lower() != ".zip" or not path.is_file():
         yield path, (Path(images) if images is not None else None)
         return

@@ -57,7 +57,7 @@ def _min_regions(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _chosen_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    annotations = [a for a in task["annotations"] if isinstance(a, dict) and not a.get("was_cancelled")]
     if not annotations:
         return None
     return max(annotations, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""),
@@ -147,6 +147,11 @@ def label_studio_to_coco(data: Any, source: str, images: LocalImages) -> tuple[d
     for index, task in enumerate(data):
         where = f"task {show(task.get('id', index), 40)}"
         if kind == "json":
+            if not isinstance(task.get("annotations", []), list):
+                converter.problems.append(Problem(where, f"annotations must be a list, got "
+                                                         f"{show(task['annotations'], 40)}"))
+                continue
+            task.setdefault("annotations", [])
             annotation = _chosen_annotation(task)
             if annotation is None:
                 converter.unlabelled += 1
@@ -181,8 +186,9 @@ def label_studio_to_coco(data: Any, source: str, images: LocalImages) -> tuple[d
     return converter.coco(), notes
 
 
-def rectangle_control(label_config: str) -> tuple[str, str, list[str]]:
-    """(from_name, to_name, labels) of the project's RectangleLabels control; InvalidArgument when it has none."""
+def rectangle_control(label_config: str) -> tuple[str, str, list[str], str]:
+    """(from_name, to_name, labels, the task data key its image comes from) of the project's RectangleLabels
+    control; InvalidArgument when it has none."""
     import xml.etree.ElementTree as ET
 
     from artdet.detector.errors import InvalidArgument
@@ -194,7 +200,13 @@ def rectangle_control(label_config: str) -> tuple[str, str, list[str]]:
     for control in root.iter("RectangleLabels"):
         name, target = control.get("name"), control.get("toName")
         if name and target:
-            return name, target.split(",")[0], [label.get("value") or "" for label in control.iter("Label")]
+            target = target.split(",")[0]
+            image = next((i for i in root.iter("Image") if i.get("name") == target), None)
+            value = (image.get("value") or "") if image is not None else ""
+            if not value.startswith("$") or len(value) < 2:
+                raise InvalidArgument(f"label_config: the <Image name={target!r}> the rectangles label needs "
+                                      "value=\"$field\"")
+            return name, target, [label.get("value") or "" for label in control.iter("Label")], value[1:]
     raise InvalidArgument("label_config: no <RectangleLabels name=... toName=...> control to predict boxes for")
 
 

@@ -39,6 +39,18 @@ def original_name(reference: str) -> str:
     return name
 
 
+def is_upload(reference: str) -> bool:
+    """A file Label Studio stored on upload (its path, or the name it gave it)."""
+    path = urlsplit(reference).path.replace("\\", "/")
+    return "/data/upload/" in path or "media/upload/" in path or bool(UPLOAD_PREFIX.match(PurePosixPath(path).name))
+
+
+def is_tool_reference(reference: str) -> bool:
+    """A name an annotation tool gave an image (an upload, local storage, a URL), not the user's own path."""
+    return is_upload(reference) or reference.startswith("/data/local-files") or \
+        urlsplit(reference).scheme in ("http", "https", "s3", "gs", "azure-blob")
+
+
 def looks_like_image_reference(value: object) -> bool:
     if not isinstance(value, str) or not value:
         return False
@@ -79,7 +91,7 @@ class LocalImages:
         if not matches and UPLOAD_PREFIX.match(name):  # an upload's name in another tool's export (COCO)
             name = UPLOAD_PREFIX.sub("", name, count=1)
             matches = self._names().get(name, [])
-        shortened = SHORTENED.match(name)
+        shortened = SHORTENED.match(name) if is_upload(reference) else None
         if not matches and shortened:
             start, suffix = shortened.group("start"), shortened.group("suffix").lower()
             matches = sorted({path for known, paths in self._names().items() if known.startswith(start)

@@ -26,6 +26,7 @@ DISAGREEMENT_SCORE = 0.3
 MATCH_IOU = 0.5
 CANDIDATES_PER_PICK = 3
 PRE_ANNOTATION_SCORE = 0.05
+MAX_PRE_ANNOTATIONS = 50  # boxes kept per pool image: memory stays small per image whatever the pool
 
 
 @dataclass
@@ -94,7 +95,8 @@ def analyse(detector: Detector, image: bytes | str, file_name: str) -> PoolImage
     """Run the model on the image and on its mirror image (ImageDecodeError for an unreadable one)."""
     pixels, width, height = detector.decode(image, file_name)
     boxes, scores, labels, embedding = detector.raw_with_embedding(pixels)
-    result = detector.result((boxes, scores, labels), pixels, width, height, PRE_ANNOTATION_SCORE)
+    result = detector.result((boxes, scores, labels), pixels, width, height, PRE_ANNOTATION_SCORE,
+                             MAX_PRE_ANNOTATIONS)
     mirrored = detector.result(detector.raw(np.ascontiguousarray(pixels[:, ::-1])), pixels, width, height,
                                PRE_ANNOTATION_SCORE)
     mirrored.detections = [dataclasses.replace(d, box=(width - d.box[2], d.box[1], width - d.box[0], d.box[3]))
@@ -103,6 +105,13 @@ def analyse(detector: Detector, image: bytes | str, file_name: str) -> PoolImage
     return PoolImage(file_name, result, uncertainty(d.score for d in result.detections), disagree,
                      None if embedding is None else np.asarray(embedding, np.float32).reshape(-1),
                      only_flipped, only_original)
+
+
+def embed(detector: Detector, image: bytes | str, file_name: str) -> np.ndarray | None:
+    """The model's embedding of an image (one run, no mirror image); None for a model exported without one."""
+    pixels, _, _ = detector.decode(image, file_name)
+    embedding = detector.raw_with_embedding(pixels)[3]
+    return None if embedding is None else np.asarray(embedding, np.float32).reshape(-1)
 
 
 def _reasons(image: PoolImage) -> list[str]:
@@ -136,9 +145,9 @@ def rank(pool: list[PoolImage], budget: int, diversity: bool = True,
     chosen: list[Suggestion] = []
     open_ = list(range(len(candidates)))
     while open_ and len(chosen) < budget:
-        # the farthest from everything picked or labelled; before anything is, the most uncertain
+        # the farthest from everything picked or labelled; before anything is, the highest score
         pick = max(open_, key=lambda i: (nearest[i], candidates[i].score, -i))
-        novelty = None if math.isinf(nearest[pick]) else float(nearest[pick])
+        novelty = None if math.isinf(nearest[pick]) else min(max(float(nearest[pick]), 0.0), 2.0)
         reasons = _reasons(candidates[pick])
         if novelty is not None:
             reasons.append(f"novelty {novelty:.2f}: cosine distance to the nearest image picked before it or "

@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from artdet.detector.dataset import (DatasetValidationError, DetectionDataset, NameTree, Problem, file_name_problem,
-                                     load_coco, normalize_file_name)
+from artdet.detector.dataset import DatasetValidationError, NameTree, Problem, file_name_problem, normalize_file_name
 from artdet.detector.errors import show
 
 _INVALID = object()  # a value that is present but not a finite number
@@ -141,6 +140,12 @@ def voc_files_to_coco(files: Iterable[tuple[str, bytes]], source: str) -> dict:
     }
 
 
+def voc_image_root(annotation_dir: Path) -> Path:
+    """Where a VOC folder's images are unless told: a sibling JPEGImages/ (VOC's layout), else the folder itself."""
+    sibling = annotation_dir.parent / "JPEGImages"
+    return sibling if sibling.is_dir() else annotation_dir
+
+
 def voc_to_coco(annotation_dir: str | Path, image_dir: str | Path | None = None) -> tuple[dict, Path]:
     """Read every `*.xml` under `annotation_dir`; returns (COCO dict, image root).
 
@@ -150,10 +155,7 @@ def voc_to_coco(annotation_dir: str | Path, image_dir: str | Path | None = None)
     Malformed files are reported together.
     """
     annotation_dir = Path(annotation_dir)
-    if image_dir is None:
-        sibling = annotation_dir.parent / "JPEGImages"
-        image_dir = sibling if sibling.is_dir() else annotation_dir
-    image_dir = Path(image_dir)
+    image_dir = Path(image_dir) if image_dir is not None else voc_image_root(annotation_dir)
     xml_files = sorted(p for p in annotation_dir.rglob("*.xml") if p.is_file())
     if not xml_files:
         raise DatasetValidationError(str(annotation_dir), [Problem(str(annotation_dir),

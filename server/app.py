@@ -65,6 +65,7 @@ class ServerConfig:
     console: bool = True  # the web console (full server only; needs the console extra)
     console_host: str = "127.0.0.1"
     console_port: int = 8051
+    label_studio_url: str = ""  # the only Label Studio the console's ML backend works with; empty: any that sets up
 
 
 def is_loopback(host: str) -> bool:
@@ -138,7 +139,7 @@ class ArtdetServer:
         self._on_stopped: list[Callable[[], None]] = []  # once its calls have ended or were cancelled
         self.port = 0
         self.console = None
-        self.detection = DetectionServicer(self.repository)
+        self.detection = DetectionServicer(self.repository, roles_of=self.auth.roles_of)
         self._add_service("DetectionService", rpc.add_DetectionServiceServicer_to_server, self.detection)
 
     @classmethod
@@ -223,7 +224,7 @@ class ArtdetServer:
             raise FailedPrecondition("web console: cannot open its private socket (--no-console turns it off)")
         self.console = ConsoleServer(self.config.console_host, self.config.console_port, target, scratch_root,
                                      self.config.max_upload_mb << 20, self.config.max_message_mb << 20,
-                                     self.config.tls_cert, self.config.tls_key)
+                                     self.config.tls_cert, self.config.tls_key, self.config.label_studio_url)
         self._on_start.append(self.console.start)
         self._on_stopped += [self.console.stop, lambda: shutil.rmtree(socket_dir, ignore_errors=True)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
@@ -35,9 +36,11 @@ def _check_request(request: pb.DetectRequest) -> tuple[float, int]:
 
 
 class DetectionServicer(rpc.DetectionServiceServicer):
-    def __init__(self, repository: ModelRepository, stored_images: StoredImages | None = None):
+    def __init__(self, repository: ModelRepository, stored_images: StoredImages | None = None,
+                 roles_of: Callable[[object], set[str] | None] = lambda metadata: {"admin"}):
         self.repository = repository
         self.stored_images = stored_images  # the full server's datasets, for SuggestImages
+        self.roles_of = roles_of  # the caller's roles from its metadata (server/auth.py)
 
     def _detect(self, request: pb.DetectRequest, context, source: str = "image") -> pb.DetectResponse:
         started = time.perf_counter()
@@ -76,4 +79,5 @@ class DetectionServicer(rpc.DetectionServiceServicer):
 
     @rpc_errors
     def SuggestImages(self, request_iterator, context):
-        return suggest(self.repository, request_iterator, self.stored_images)
+        return suggest(self.repository, request_iterator, self.stored_images,
+                       self.roles_of(context.invocation_metadata()) or set(), context)

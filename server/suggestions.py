@@ -6,6 +6,7 @@ so memory grows with the pool's count, never with its bytes; the count is capped
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -13,14 +14,17 @@ import numpy as np
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.detector.dataset import NameTree, file_name_problem, normalize_file_name
-from artdet.detector.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from artdet.detector.errors import (Cancelled, FailedPrecondition, InvalidArgument, PermissionDenied,
+                                   ResourceExhausted, redact_paths)
 from artdet.detector.images import ImageDecodeError
-from artdet.detector.suggest import PoolImage, analyse, rank
+from artdet.detector.suggest import PoolImage, analyse, embed, rank
 from artdet.server.model_repository import ModelRepository
 
 MAX_BUDGET = 1000
-MAX_POOL_IMAGES = 20_000
+MAX_POOL_IMAGES = 5_000
+MAX_LABELLED_IMAGES = 5_000
 MAX_NOTED_SKIPS = 20
+DATASET_ROLES = {"annotator", "operator", "admin"}  # who may name a stored dataset (clients may not read them)
 # (dataset name, version) -> its images as (file name, path); the full server's datasets, None on a replica
 StoredImages = Callable[[str, int], list[tuple[str, Path]]]
 
@@ -39,25 +43,32 @@ def _header(first: pb.SuggestImagesRequest | None) -> pb.SuggestHeader:
     return header
 
 
-def _stored(stored_images: StoredImages | None, field: str, name: str, version: int) -> list[tuple[str, Path]]:
+def _stored(stored_images: StoredImages | None, field: str, name: str, version: int,
+            limit: int) -> list[tuple[str, Path]]:
     if stored_images is None:
         raise FailedPrecondition(f"header.{field}: stored datasets are on the full server (artdet serve "
                                  "--data-dir), not on a detect-only replica")
-    return stored_images(name, version)
+    images = stored_images(name, version)
+    if len(images) > limit:
+        raise ResourceExhausted(f"header.{field}: {name} has {len(images)} images; at most {limit}")
+    return images
 
 
 def _pool(header: pb.SuggestHeader, messages: Iterator[pb.SuggestImagesRequest],
-          stored_images: StoredImages | None) -> Iterable[tuple[str, bytes | str]]:
+          stored_images: StoredImages | None) -> Iterable[tuple[str, bytes]]:
     if header.pool_dataset:
-        for file_name, path in _stored(stored_images, "pool_dataset", header.pool_dataset, header.pool_version):
-            yield file_name, str(path)
+        images = _stored(stored_images, "pool_dataset", header.pool_dataset, header.pool_version, MAX_POOL_IMAGES)
         if next(messages, None) is not None:
             raise InvalidArgument("image: no pool images may follow a header that names pool_dataset")
+        for file_name, path in images:
+            yield file_name, path.read_bytes()  # as bytes: messages then name the image, not where it is stored
         return
     names = NameTree()
     for index, message in enumerate(messages, start=1):
         if message.WhichOneof("part") != "image":
             raise InvalidArgument(f"message {index}: only pool images may follow the header")
+        if index > MAX_POOL_IMAGES:
+            raise ResourceExhausted(f"pool: more than {MAX_POOL_IMAGES} images; suggest from a part at a time")
         name = message.image.file_name
         problem = file_name_problem(name) or names.add(normalize_file_name(name))
         if problem:
@@ -65,27 +76,44 @@ def _pool(header: pb.SuggestHeader, messages: Iterator[pb.SuggestImagesRequest],
         yield normalize_file_name(name), message.image.image
 
 
+# one at a time: a call runs the model on every pool image, and Detect calls share the model's runs
+_RUNNING = threading.Lock()
+
+
 def suggest(repository: ModelRepository, requests: Iterator[pb.SuggestImagesRequest],
-            stored_images: StoredImages | None) -> pb.SuggestImagesResponse:
+            stored_images: StoredImages | None, roles: set[str], context) -> pb.SuggestImagesResponse:
     header = _header(next(requests, None))
+    if (header.pool_dataset or header.labelled_dataset) and not roles & DATASET_ROLES:
+        field = "pool_dataset" if header.pool_dataset else "labelled_dataset"
+        raise PermissionDenied(f"header.{field}: reading a stored dataset needs the annotator or operator role")
     model = repository.resolve(header.model_name, header.model_version)
-    labelled = None
-    if header.labelled_dataset:
-        vectors = [analyse(model.detector, str(path), name).embedding for name, path in
-                   _stored(stored_images, "labelled_dataset", header.labelled_dataset, header.labelled_version)]
-        labelled = np.stack(vectors) if vectors and all(v is not None for v in vectors) else None
-    pool: list[PoolImage] = []
-    skipped: list[str] = []
-    for file_name, image in _pool(header, requests, stored_images):
-        if len(pool) + len(skipped) >= MAX_POOL_IMAGES:
-            raise ResourceExhausted(f"pool: more than {MAX_POOL_IMAGES} images; suggest from a part at a time")
-        try:
-            pool.append(analyse(model.detector, image, file_name))
-        except ImageDecodeError as exc:
-            skipped.append(str(exc))
+    diversity = header.strategy != pb.SUGGEST_STRATEGY_UNCERTAINTY
+    if not _RUNNING.acquire(blocking=False):
+        raise ResourceExhausted("another SuggestImages call is running; try again when it has finished")
+    try:
+        labelled = None
+        if header.labelled_dataset and diversity and model.detector.has_embedding:
+            vectors = []
+            for name, path in _stored(stored_images, "labelled_dataset", header.labelled_dataset,
+                                      header.labelled_version, MAX_LABELLED_IMAGES):
+                _check_active(context)
+                try:
+                    vectors.append(embed(model.detector, path.read_bytes(), name))
+                except ImageDecodeError:
+                    continue  # a labelled image the gate refuses cannot be near anything
+            labelled = np.stack(vectors) if vectors else None
+        pool: list[PoolImage] = []
+        skipped: list[str] = []
+        for file_name, image in _pool(header, requests, stored_images):
+            _check_active(context)
+            try:
+                pool.append(analyse(model.detector, image, file_name))
+            except ImageDecodeError as exc:
+                skipped.append(redact_paths(str(exc)))
+    finally:
+        _RUNNING.release()
     if not pool:
         raise InvalidArgument("pool: no readable image" + (f" ({skipped[0]})" if skipped else ""))
-    diversity = header.strategy != pb.SUGGEST_STRATEGY_UNCERTAINTY
     chosen, notes = rank(pool, header.budget, diversity, labelled)
     notes += [f"skipped: {reason}" for reason in skipped[:MAX_NOTED_SKIPS]]
     if len(skipped) > MAX_NOTED_SKIPS:
@@ -106,6 +134,11 @@ def suggest(repository: ModelRepository, requests: Iterator[pb.SuggestImagesRequ
                                  score=det.score, label=det.label, label_id=det.label_id,
                                  description=model.descriptions.get(det.label, ""))
     return response
+
+
+def _check_active(context) -> None:
+    if context is not None and not context.is_active():
+        raise Cancelled("the client went away")
 
 
 def stored_images_of(store, dataset_images) -> StoredImages:

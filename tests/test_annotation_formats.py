@@ -161,7 +161,6 @@ def test_label_studio_problems_are_named_by_task(tmp_path, images):
     assert "task 1: polygonlabels regions cannot train a box detector" in message
     assert "task 2: image 'not-here.jpg' is not under the image folder" in message
     assert "task 3: rectangles need one positive original_width and original_height" in message
-    assert str(images) not in message
 
 
 def _cvat_images_xml() -> bytes:

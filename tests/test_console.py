@@ -339,40 +339,98 @@ RECTANGLES = ('<View><Image name="image" value="$image"/><RectangleLabels name="
               '<Label value="circle"/></RectangleLabels></View>')
 
 
+class _Recorder:
+    """A loopback HTTP server that records what it is asked: a stand-in Label Studio, or an outsider."""
+
+    def __init__(self, redirect_to: str = ""):
+        import http.server
+        import threading
+
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                recorder.requests.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/redirect") and redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + "/stolen.jpg")
+                    self.end_headers()
+                    return
+                self.send_response(404)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.requests: list[tuple[str, str | None]] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
 def test_the_label_studio_backend_refuses_what_it_must(console):
     """The protocol's guards without a Label Studio (tests/test_label_studio.py runs the real one)."""
     server, _ = console
+    outsider = _Recorder()
+    label_studio = _Recorder(redirect_to=outsider.url)
 
     def post(path, body, role="client"):
         return call(server, "POST", f"/label-studio/{path}", None, json.dumps(body).encode(), "application/json",
                     _basic(role) if role else None)
 
-    status, health, _ = call(server, "GET", "/label-studio/health", None)
-    assert status == 200 and health["status"] == "UP"
-    setup = {"project": "7.1795611596", "schema": RECTANGLES, "hostname": "http://127.0.0.1:9", "access_token": "k"}
-    status, reply, _ = post("setup", setup)
-    assert status == 200 and reply == {"model_version": "none"}, reply  # no model active on this server yet
-    status, reply, _ = post("setup", {**setup, "schema": "<View><Image name='image' value='$image'/></View>"})
-    assert status == 400 and reply["message"].startswith("label_config: no <RectangleLabels"), reply
-    status, reply, _ = post("setup", {**setup, "extra_params": {"score_threshold": 7}})
-    assert status == 400 and reply["message"].startswith("extra_params.score_threshold"), reply
-    status, reply, _ = post("setup", {**setup, "project": "9.1"}, role=None)
-    assert status == 401, reply  # the artdet token is basic auth's password
-    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 9}}, role=None)
-    assert status == 400 and reply["message"].startswith("project 9: not set up"), reply  # nothing was kept
-    # images come only from the Label Studio that set the project up
-    task = {"id": 1, "data": {"image": "http://169.254.169.254/latest/meta-data.jpg"}}
-    status, reply, _ = post("predict", {"tasks": [task], "project": "7.1795611596", "label_config": RECTANGLES})
-    assert status == 400 and "only images Label Studio itself serves" in reply["message"], reply
-    status, reply, _ = post("predict", {"tasks": [task], "project": "8.1", "label_config": RECTANGLES})
-    assert status == 400 and reply["message"].startswith("project: not set up"), reply
-    # webhooks come without credentials: one only acts on a project set up before, and only to train
-    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 99}}, role=None)
-    assert status == 400 and reply["message"].startswith("project 99: not set up"), reply
-    status, reply, _ = post("webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 7}}, role=None)
-    assert status == 200 and reply["status"] == "ignored", reply
-    status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": "x; rm"}}, role=None)
-    assert status == 400 and "not a Label Studio project id" in reply["message"], reply
+    try:
+        status, health, _ = call(server, "GET", "/label-studio/health", None)
+        assert status == 200 and health["status"] == "UP"
+        setup = {"project": "7.1795611596", "schema": RECTANGLES, "hostname": label_studio.url, "access_token": "k"}
+        status, reply, _ = post("setup", setup)
+        assert status == 200 and reply == {"model_version": "none"}, reply  # no model active on this server yet
+        status, reply, _ = post("setup", {**setup, "schema": "<View><Image name='image' value='$image'/></View>"})
+        assert status == 400 and reply["message"].startswith("label_config: no <RectangleLabels"), reply
+        status, reply, _ = post("setup", {**setup, "extra_params": {"score_threshold": 7}})
+        assert status == 400 and reply["message"].startswith("extra_params.score_threshold"), reply
+        status, reply, _ = post("setup", {**setup, "project": "9.1"}, role=None)
+        assert status == 401, reply  # the artdet token is basic auth's password
+        status, reply, _ = post("setup", {**setup, "project": "9.1"}, role="operator")
+        assert status == 403 and "client role" in reply["message"], reply  # predictions need Detect
+        status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 9}}, role=None)
+        assert status == 400 and reply["message"].startswith("project 9: not set up"), reply  # nothing was kept
+        # another token cannot point a project set up by someone else at another address
+        status, reply, _ = post("setup", {**setup, "hostname": outsider.url}, role="admin")
+        assert status == 403 and "another token" in reply["message"], reply
+        # images come only from the Label Studio that set the project up, never through a redirect, and nothing
+        # is fetched for a caller without a valid token
+        tasks = [{"id": 1, "data": {"image": outsider.url + "/x.jpg"}}, {"id": 2, "data": {"image": "/redirect"}},
+                 {"id": 3, "data": "not an object"}, {"id": 4, "data": {"image": "/data/upload/7/0a1b2c3d-a.jpg"}}]
+        body = {"tasks": tasks, "project": "7.1795611596", "label_config": RECTANGLES}
+        status, reply, _ = post("predict", body, role=None)
+        assert status == 401 and label_studio.requests == [], reply
+        status, reply, _ = post("predict", body)
+        assert status == 200 and reply == {"results": [{"result": [], "score": 0.0}] * 4}, reply
+        assert [path for path, _ in label_studio.requests] == ["/redirect", "/data/upload/7/0a1b2c3d-a.jpg"]
+        assert all(key == "Token k" for _, key in label_studio.requests)
+        assert outsider.requests == []  # neither the other host nor the redirect's target was asked
+        status, reply, _ = post("predict", {**body, "project": "8.1"})
+        assert status == 400 and reply["message"].startswith("project: not set up"), reply
+        # webhooks come without credentials: one only acts on a project set up before, only to train, only as JSON
+        status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 99}}, role=None)
+        assert status == 400 and reply["message"].startswith("project 99: not set up"), reply
+        status, reply, _ = post("webhook", {"action": "ANNOTATION_CREATED", "project": {"id": 7}}, role=None)
+        assert status == 200 and reply["status"] == "ignored", reply
+        status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": "x; rm"}}, role=None)
+        assert status == 400 and "not a Label Studio project id" in reply["message"], reply
+        form = b'{"action": "START_TRAINING", "project": {"id": 7}}'  # what a web page could send with no-cors
+        status, reply, _ = call(server, "POST", "/label-studio/webhook", None, form, "text/plain")
+        assert status == 400 and "application/json" in reply["message"], reply
+        status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 7}}, role=None)
+        assert status == 201, reply  # it starts (and fails in the background: this Label Studio has no export)
+        status, reply, _ = post("webhook", {"action": "START_TRAINING", "project": {"id": 7}}, role=None)
+        assert status in (202, 429), reply  # still pushing, or at most once a minute
+    finally:
+        label_studio.close()
+        outsider.close()
 
 
 def test_a_label_studio_json_export_with_its_images_uploads(console, tmp_path):

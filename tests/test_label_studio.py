@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 

@@ -120,6 +120,9 @@ def test_suggest_ranks_a_folder_and_writes_label_studio_tasks_with_pre_annotatio
 
 def test_diversity_keeps_copies_of_one_image_out_of_the_suggestions(server, pool, tmp_path):
     ranked, _ = _suggest(server, pool, "--budget", "8", "--strategy", "uncertainty")
+    scores = [s["score"] for s in ranked["suggestions"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 8  # without diversity: by score alone
+    assert all(s["score"] == pytest.approx(s["uncertainty"] + s["disagreement"]) for s in ranked["suggestions"])
     top = ranked["suggestions"][0]["file_name"]
     copies = tmp_path / "copies"
     shutil.copytree(pool, copies)
@@ -130,6 +133,7 @@ def test_diversity_keeps_copies_of_one_image_out_of_the_suggestions(server, pool
     spread, _ = _suggest(server, copies, "--budget", "3")
     names = [s["file_name"] for s in spread["suggestions"]]
     assert len({name.split("-", 1)[-1] if name.startswith("copy") else name for name in names}) == 3, names
+    assert spread["suggestions"][0]["novelty"] == -1.0  # the first pick: nothing to be far from yet
     assert all(s["novelty"] > 0.0 for s in spread["suggestions"][1:])
 
 
@@ -153,6 +157,11 @@ def test_suggest_refusals_name_the_field(server, pool):
     assert status == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("pool: no readable image (a.jpg")
     status, _ = code(pb.SuggestImagesRequest(header=pb.SuggestHeader(budget=2, pool_dataset="missing")))
     assert status == grpc.StatusCode.NOT_FOUND
+    client = server.connect("client")  # the museum app's token may rank images it sends, not read datasets
+    with pytest.raises(grpc.RpcError) as caught:
+        client.detection().SuggestImages(iter([pb.SuggestImagesRequest(header=pb.SuggestHeader(
+            budget=2, pool_dataset="labelled"))]), metadata=client.metadata, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED and "header.pool_dataset" in caught.value.details()
     # an unreadable image among readable ones is skipped and said so
     reply = stub.SuggestImages(iter([header, pb.SuggestImagesRequest(image=pb.PoolImage(file_name="x.jpg", image=b"?")),
                                      pb.SuggestImagesRequest(image=pb.PoolImage(file_name="a.jpg", image=image))]),

@@ -19,6 +19,7 @@ from artdet.detector.annotation_formats import detect_format, opened, read_annot
 from artdet.detector.dataset import DatasetValidationError
 from artdet.detector.events import ProgressDisplay
 from artdet.detector.images import resolve_inside
+from artdet.detector.voc import voc_image_root
 
 TOKEN_ENV = "ARTDET_TOKEN"
 CHUNK_BYTES = 1 << 20
@@ -88,8 +89,7 @@ def _upload_plan(name: str, annotations: Path,
     COCO file as it is (the server converts and validates both); Label Studio and CVAT exports, and COCO files
     whose image names a tool changed, go as COCO converted here, with the names of the user's files."""
     if annotations.is_dir():
-        root = images or (annotations.parent / "JPEGImages" if (annotations.parent / "JPEGImages").is_dir()
-                          else annotations)
+        root = images or voc_image_root(annotations)
         annotation_files, files = _voc_files(annotations, root)
         header = pb.DatasetHeader(name=name, format=pb.DATASET_FORMAT_VOC, annotation_files=annotation_files)
         return header, files, root, []
@@ -97,7 +97,7 @@ def _upload_plan(name: str, annotations: Path,
         read = read_annotations(annotations, images)
     except DatasetValidationError:
         if detect_format(annotations) != "coco":
-            raise  # a Label Studio or CVAT export the server could not read either: say what is wrong here
+            raise  # a Label Studio or CVAT export: converted here, so its problems are named here
         read = None  # COCO the server will judge, with every problem named
     content = annotations.read_bytes()
     root = read.image_root if read else images or annotations.parent

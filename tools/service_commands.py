@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from artdet.detector.cli import ANNOTATIONS_HELP, IMAGES_HELP, add_train_config_arguments, print_json, show_results
-from artdet.detector.config import NAMED_WEIGHTS, TRAIN_SCHEMA
+from artdet.detector.config import NAMED_WEIGHTS
 from artdet.detector.errors import InvalidArgument
 
 
@@ -361,6 +361,8 @@ def cmd_detect_remote(args: argparse.Namespace) -> int:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     """Rank a pool's images by what labelling them should teach the model; a Label Studio task list of the top."""
+    import urllib.parse
+
     from google.protobuf import json_format
 
     from artdet.v1 import artdet_pb2 as pb
@@ -392,7 +394,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     for suggestion in reply.suggestions:
         detections = [Detection((d.box.x1, d.box.y1, d.box.x2, d.box.y2), d.score, d.label_id, d.label)
                       for d in suggestion.detections]
-        tasks.append({"data": {"image": args.image_url_prefix + suggestion.file_name,
+        tasks.append({"data": {"image": args.image_url_prefix + urllib.parse.quote(suggestion.file_name),
                                "artdet_rank": suggestion.rank, "artdet_reasons": "; ".join(suggestion.reasons)},
                       "predictions": [{"model_version": f"{reply.model_name}:v{reply.model_version}",
                                        "score": round(suggestion.score, 4),
@@ -406,7 +408,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print(f"artdet suggest: {len(tasks)} of {reply.pool_images} images, by {reply.model_name} "
           f"v{reply.model_version}; Label Studio tasks in {args.tasks}", file=sys.stderr)
     if args.json:
-        print_json(json_format.MessageToDict(reply, preserving_proto_field_name=True))
+        print_json(json_format.MessageToDict(reply, preserving_proto_field_name=True,
+                                             always_print_fields_with_no_presence=True))
     return 0
 
 
@@ -487,6 +490,8 @@ SERVE_FLAGS = {
     "min_free_mb": (int, "refuse uploads and new jobs while the data directory has less free space (default 500)"),
     "console_host": (str, "web console address (default 127.0.0.1: this machine only)"),
     "console_port": (int, "web console port, HTTPS with --tls-cert (default 8051; 0 picks a free one)"),
+    "label_studio_url": (str, "the Label Studio whose projects the console's ML backend serves (default: any "
+                              "that sets a project up with a valid token)"),
 }
 
 

@@ -79,8 +79,10 @@ def _rpc_error(exc: grpc.aio.AioRpcError) -> JSONResponse:
 
 
 class Console:
-    def __init__(self, grpc_target: str, scratch_root: Path, max_upload_bytes: int, max_image_bytes: int):
+    def __init__(self, grpc_target: str, scratch_root: Path, max_upload_bytes: int, max_image_bytes: int,
+                 label_studio_url: str = ""):
         self.grpc_target = grpc_target
+        self.label_studio_url = label_studio_url
         self.scratch_root = scratch_root
         self.max_upload_bytes = max_upload_bytes
         self.max_image_bytes = max_image_bytes
@@ -360,7 +362,7 @@ class Console:
             ("/api/models/{name}/{version}/classes", self.set_class_info, ["PUT"]),
             ("/api/models/{name}/{version}/onnx", self.download_model, ["GET"]),
             ("/api/detect", self.detect, ["POST"]),
-            *LabelStudioBackend(self).routes(),
+            *LabelStudioBackend(self, self.label_studio_url).routes(),
         ]
         return [Route(path, self.endpoint(handler), methods=methods) for path, handler, methods in api] + [
             Route("/", self.index, methods=["GET"]),
@@ -380,6 +382,7 @@ async def _read_limited(request: Request, limit: int, field: str) -> bytes:
     return bytes(body)
 
 
-def console_app(grpc_target: str, scratch_root: Path, max_upload_bytes: int, max_image_bytes: int) -> Starlette:
-    console = Console(grpc_target, scratch_root, max_upload_bytes, max_image_bytes)
+def console_app(grpc_target: str, scratch_root: Path, max_upload_bytes: int, max_image_bytes: int,
+                label_studio_url: str = "") -> Starlette:
+    console = Console(grpc_target, scratch_root, max_upload_bytes, max_image_bytes, label_studio_url)
     return Starlette(routes=console.routes(), lifespan=console.lifespan)

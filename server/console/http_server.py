@@ -33,12 +33,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class ConsoleServer:
     def __init__(self, host: str, port: int, grpc_target: str, scratch_root: Path, max_upload_bytes: int,
-                 max_image_bytes: int, tls_cert: str | None = None, tls_key: str | None = None):
+                 max_image_bytes: int, tls_cert: str | None = None, tls_key: str | None = None,
+                 label_studio_url: str = ""):
         self.socket = _bind(host, port)
         self.host = host
         self.port = self.socket.getsockname()[1]
         self.scheme = "https" if tls_cert else "http"
-        app = console_app(grpc_target, scratch_root, max_upload_bytes, max_image_bytes)
+        app = console_app(grpc_target, scratch_root, max_upload_bytes, max_image_bytes, label_studio_url)
         config = uvicorn.Config(app, log_level="warning", access_log=False, ssl_certfile=tls_cert,
                                 ssl_keyfile=tls_key, timeout_graceful_shutdown=3, lifespan="on")
         self.server = uvicorn.Server(config)

@@ -3,8 +3,8 @@
 The transfer experiment's photo-pretrained detector (the stand-in for COCO weights) is fine-tuned on a growing
 labelled set of painting-look scenes: a random start of `start` images, then `rounds` rounds that each add
 `add` images of an unlabelled pool, chosen at random, by uncertainty (SuggestImages without diversity) or by
-uncertainty + diversity (SuggestImages' default), through the same code `artdet suggest` runs on the round's
-exported model. Every round trains from the pretrained weights with the product's default strategy and the
+uncertainty + diversity (SuggestImages' default), with the measures and ranking SuggestImages uses
+(detector/suggest.py) on the round's exported model. Every round trains from the pretrained weights with the product's default strategy and the
 same step budget; validation mAP after each round, over several seeds, gives each strategy's learning curve.
 """
 
@@ -94,7 +94,7 @@ def _select(strategy: str, run: Path, pool: dict[str, Any], root: Path, labelled
 
     from artdet.detector.export import export_onnx
     from artdet.detector.inference import Detector
-    from artdet.detector.suggest import analyse, rank
+    from artdet.detector.suggest import analyse, embed, rank
 
     onnx = run / "model.onnx"
     export_onnx(run, onnx, check=False)
@@ -104,7 +104,7 @@ def _select(strategy: str, run: Path, pool: dict[str, Any], root: Path, labelled
                 for image_id in unlabelled}
     seeds = None
     if strategy == "uncertainty-diversity":
-        seeds = np.stack([analyse(detector, str(root / by_id[i]["file_name"]), str(i)).embedding for i in labelled])
+        seeds = np.stack([embed(detector, str(root / by_id[i]["file_name"]), str(i)) for i in labelled])
     chosen, _ = rank(list(analysed.values()), count, strategy == "uncertainty-diversity", seeds)
     return [int(suggestion.image.file_name) for suggestion in chosen]
 
