@@ -18,6 +18,7 @@ from typing import Iterable
 
 import numpy as np
 
+from artdet.detector.config import EXPORT_SCORE_THRESHOLD
 from artdet.detector.inference import Detector
 from artdet.detector.results import DetectionResult
 
@@ -25,7 +26,7 @@ TOP_DETECTIONS = 5
 DISAGREEMENT_SCORE = 0.3
 MATCH_IOU = 0.5
 CANDIDATES_PER_PICK = 3
-PRE_ANNOTATION_SCORE = 0.05
+PRE_ANNOTATION_SCORE = EXPORT_SCORE_THRESHOLD  # every box the exported graph keeps
 MAX_PRE_ANNOTATIONS = 50  # boxes kept per pool image: memory stays small per image whatever the pool
 
 

@@ -24,7 +24,7 @@ from artdet.tools.experiments.scenes import PAINTING_CLASSES, write_scenes
 from artdet.tools.experiments.transfer import Settings as TransferSettings
 from artdet.tools.experiments.transfer import _config, _epochs, pretrain
 
-STRATEGIES = ("random", "uncertainty", "uncertainty-diversity")
+SELECTIONS = ("random", "uncertainty", "uncertainty-diversity")
 LEARNING_RATE = 1e-3  # the transfer experiment's rate for two-stage (stage 2 at x 0.1)
 
 
@@ -198,7 +198,7 @@ def draw_chart(summary: dict[str, Any], settings: Settings, out: Path) -> None:
     figure.savefig(out)
 
 
-def run_experiment(out: Path, settings: Settings, strategies: tuple[str, ...] = STRATEGIES,
+def run_experiment(out: Path, settings: Settings, strategies: tuple[str, ...] = SELECTIONS,
                    pretrained: Path | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = make_data(out / "data", settings)
@@ -219,10 +219,10 @@ def cmd_active(args) -> int:
     settings = Settings.tiny() if args.tiny else Settings()
     if args.seeds:
         settings.seeds = args.seeds
-    strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
-    unknown = set(strategies) - set(STRATEGIES)
+    strategies = tuple(args.strategies.split(",")) if args.strategies else SELECTIONS
+    unknown = set(strategies) - set(SELECTIONS)
     if unknown:
-        raise ValueError(f"--strategies: unknown {sorted(unknown)}; choose from {list(STRATEGIES)}")
+        raise ValueError(f"--strategies: unknown {sorted(unknown)}; choose from {list(SELECTIONS)}")
     report = run_experiment(Path(args.out), settings, strategies, Path(args.pretrained) if args.pretrained else None)
     print(markdown(report["summary"]), end="")
     return 0
@@ -233,7 +233,7 @@ def add_command(experiment) -> None:
     p.add_argument("--out", required=True, help="folder for data, runs, active.json / .png / .md")
     p.add_argument("--tiny", action="store_true", help="a few images and steps: checks the plumbing only")
     p.add_argument("--seeds", type=int, help="seeds per strategy (default 3)")
-    p.add_argument("--strategies", help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    p.add_argument("--strategies", help=f"comma-separated subset of {','.join(SELECTIONS)}")
     p.add_argument("--pretrained", help="the photo-pretrained checkpoint (default: pretrain one in --out, cached; "
                                         "the transfer experiment's runs/.../pretrain-*/checkpoints/best.pt is the same)")
     p.set_defaults(handler=cmd_active)
