@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from artdet.detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD, SCORE_THRESHOLD,
-                                    TRAIN_SCHEMA, AugmentConfig, TrainConfig)
+from artdet.detector.config import (AUGMENT_SCHEMA, DETECTIONS_PER_IMAGE, EXPORT_SCORE_THRESHOLD,
+                                    MAX_VARIANT_AP50_DROP, SCORE_THRESHOLD, TRAIN_SCHEMA, AugmentConfig,
+                                    TrainConfig)
 from artdet.detector.results import DetectionResult
 
 ANNOTATIONS_HELP = ("COCO JSON (Roboflow, CVAT COCO 1.0, Label Studio COCO), a Label Studio JSON or JSON-MIN export, "
@@ -113,17 +114,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     from artdet.detector.training import load_datasets
     from artdet.detector.annotation_formats import load_annotations
 
-    val = None
+    val, train = None, None
+    if (Path(args.run) / "config.json").is_file():
+        config = TrainConfig.from_dict(json.loads((Path(args.run) / "config.json").read_text()))
+        train, val = load_datasets(config)
     if args.val:
         val = load_annotations(args.val, args.images)
-    elif (Path(args.run) / "config.json").is_file():
-        config = TrainConfig.from_dict(json.loads((Path(args.run) / "config.json").read_text()))
-        val = load_datasets(config)[1]
     result = export_onnx(args.run, args.out, val, score_threshold=args.score_threshold, check=args.check)
     parity = result["parity"]
     if parity:
         print(f"parity: {parity['summary']}", file=sys.stderr)
     print(result["path"])
+    if args.variants:
+        from artdet.detector.variants import build_variants
+
+        if val is None:
+            raise ValueError("export --variants: validation images are needed (--val, or a run directory)")
+        calibration = [r.path for r in (train or val).images]
+        base, reports = build_variants(result["path"], val, args.variants.split(","), calibration,
+                                       args.max_ap50_drop)
+        report = {"fp32": base, "variants": [r.to_dict() for r in reports]}
+        Path(args.out).with_suffix(".variants.json").write_text(json.dumps(report, indent=1))
+        for r in reports:
+            what = f"refused: {r.refused}" if r.refused else f"{r.path} ({r.size_bytes / 1e6:.1f} MB)"
+            print(f"{r.kind}: AP50 {r.ap50:.4f} (fp32 {base['ap50']:.4f}), {r.latency_ms_p50:.0f} ms "
+                  f"(fp32 {base['latency_ms_p50']:.0f}); {what}", file=sys.stderr)
     return 0
 
 
@@ -283,6 +298,11 @@ def add_engine_commands(subparsers) -> None:
     p.add_argument("--score-threshold", type=float, default=EXPORT_SCORE_THRESHOLD,
                    help=f"lowest score the graph keeps (default: {EXPORT_SCORE_THRESHOLD})")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="PyTorch parity check")
+    p.add_argument("--variants", help="also build these beside it, each measured against fp32: int8, fp16, ort "
+                                      "(comma-separated); a report goes to OUT's name with .variants.json")
+    p.add_argument("--max-ap50-drop", type=float, default=MAX_VARIANT_AP50_DROP,
+                   help=f"a variant losing more AP50 than this against fp32 is not kept (default "
+                        f"{MAX_VARIANT_AP50_DROP}: one point)")
     p.set_defaults(handler=cmd_export)
 
     p = subparsers.add_parser("validate", help="check annotations and their images before pushing")

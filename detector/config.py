@@ -21,6 +21,7 @@ NAMED_WEIGHTS = ("coco", "none")  # besides a weights file: torchvision's COCO w
 # serving and export defaults, one definition each: the RPC, the CLI, the Detector and the export read them here
 SCORE_THRESHOLD = 0.5  # lowest score Detect returns unless the caller asks for another
 EXPORT_SCORE_THRESHOLD = 0.05  # lowest score evaluation and the exported graph keep
+MAX_VARIANT_AP50_DROP = 0.01  # a smaller model variant losing more AP50 than this against fp32 is not kept
 DETECTIONS_PER_IMAGE = 100
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step")
