@@ -105,8 +105,9 @@ def test_suggest_ranks_a_folder_and_writes_label_studio_tasks_with_pre_annotatio
     assert all(0.0 <= score <= 2.0 for score in scores)
     # the pre-annotations are the model's boxes for that image, in percent of it
     first, task = suggestions[0], tasks[0]
-    detected = server.connect("client").detection().Detect(pb.DetectRequest(
-        image=(pool / first["file_name"]).read_bytes(), score_threshold=0.05), metadata=server.connect("client").metadata)
+    client = server.connect("client")
+    detected = client.detection().Detect(pb.DetectRequest(
+        image=(pool / first["file_name"]).read_bytes(), score_threshold=0.05), metadata=client.metadata)
     result = task["predictions"][0]["result"]
     assert task["predictions"][0]["model_version"] == f"{MODEL}:v1"
     assert len(result) == len(detected.detections)

@@ -536,7 +536,8 @@ def add_service_commands(subparsers) -> None:
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_suggest)
 
-    p = subparsers.add_parser("push", help="upload annotations (COCO, Label Studio, CVAT, VOC) and their images as a dataset version")
+    p = subparsers.add_parser("push", help="upload annotations (COCO, Label Studio, CVAT, VOC) and their images as "
+                                           "a dataset version")
     p.add_argument("annotations", help=ANNOTATIONS_HELP)
     p.add_argument("--name", required=True, help="dataset name")
     p.add_argument("--images", help=IMAGES_HELP)

@@ -189,12 +189,11 @@ class LabelStudioBackend:
         if isinstance(hostname, str) and hostname.startswith(("http://", "https://")) and isinstance(api_key, str):
             hostname = hostname.rstrip("/")
             if self.allowed_url and hostname != self.allowed_url:
-                raise PermissionDenied(f"hostname: this server works with the Label Studio at "
-                                                          f"{self.allowed_url} only")
+                raise PermissionDenied(f"hostname: this server works with the Label Studio at {self.allowed_url} "
+                                       "only")
             known = self.projects.get(project_id)
             if known and known.hostname != hostname and known.authorization != authorization:
-                raise PermissionDenied(f"project {project_id}: set up from another address "
-                                                          "with another token")
+                raise PermissionDenied(f"project {project_id}: set up from another address with another token")
             self.projects[project_id] = Project(project_id, hostname, api_key, authorization, threshold, model,
                                                 data_key=data_key)
         return JSONResponse({"model_version": f"{active.name}:v{active.version}" if active else "none"})
@@ -262,8 +261,8 @@ class LabelStudioBackend:
             return JSONResponse({"status": "already pushing this project's annotations"}, status_code=202)
         waited = time.monotonic() - project.started
         if project.started and waited < MIN_RETRAIN_INTERVAL_S:
-            raise ResourceExhausted(f"project {project_id}: training started "
-                                                       f"{waited:.0f} s ago; at most once a minute")
+            raise ResourceExhausted(f"project {project_id}: training started {waited:.0f} s ago; at most once a "
+                                    "minute")
         project.started = time.monotonic()
         self.training[project_id] = asyncio.get_running_loop().create_task(self._train(project))
         return JSONResponse({"status": "started"}, status_code=201)

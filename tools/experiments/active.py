@@ -4,8 +4,9 @@ The transfer experiment's photo-pretrained detector (the stand-in for COCO weigh
 labelled set of painting-look scenes: a random start of `start` images, then `rounds` rounds that each add
 `add` images of an unlabelled pool, chosen at random, by uncertainty (SuggestImages without diversity) or by
 uncertainty + diversity (SuggestImages' default), with the measures and ranking SuggestImages uses
-(detector/suggest.py) on the round's exported model. Every round trains from the pretrained weights with the product's default strategy and the
-same step budget; validation mAP after each round, over several seeds, gives each strategy's learning curve.
+(detector/suggest.py) on the round's exported model. Every round trains from the pretrained weights with the
+product's default strategy and the same step budget; validation mAP after each round, over several seeds,
+gives each strategy's learning curve.
 """
 
 from __future__ import annotations
@@ -235,5 +236,5 @@ def add_command(experiment) -> None:
     p.add_argument("--seeds", type=int, help="seeds per strategy (default 3)")
     p.add_argument("--strategies", help=f"comma-separated subset of {','.join(SELECTIONS)}")
     p.add_argument("--pretrained", help="the photo-pretrained checkpoint (default: pretrain one in --out, cached; "
-                                        "the transfer experiment's runs/.../pretrain-*/checkpoints/best.pt is the same)")
+                                        "the transfer experiment's pretrain-*/checkpoints/best.pt is the same)")
     p.set_defaults(handler=cmd_active)

@@ -43,7 +43,8 @@ CELLS = ("small-similar", "small-painting", "large-similar", "large-painting")  
 # a size and a look auto's calibration never saw, with data from seeds of their own
 HELD_OUT_CELLS = ("middle-painting", "small-engraving", "middle-engraving", "small-fresco", "middle-fresco")
 ALL_CELLS = CELLS + HELD_OUT_CELLS
-LOOKS = {"similar": "photo-mild", "painting": "painting", "engraving": "engraving", "fresco": "fresco"}  # look -> scene domain
+# look -> scene domain
+LOOKS = {"similar": "photo-mild", "painting": "painting", "engraving": "engraving", "fresco": "fresco"}
 
 
 @dataclass
