@@ -278,3 +278,30 @@ def test_detect_cvat_writes_a_zip_cvat_imports(overfit_export, tmp_path):
                       for d in row["detections"])
         assert [g[0] for g in got] == [w[0] for w in want]
         assert np.allclose([g[1:] for g in got], [w[1:] for w in want], atol=0.01)
+
+
+def test_the_ground_truth_annotation_wins_over_a_later_one(tmp_path, images):
+    tasks = _label_studio_json()[:1]
+    name, width, height, boxes = IMAGES[0]
+    later = {"id": 77, "result": [_rectangle("horse", 1, 1, 9, 9, width, height, "late")], "was_cancelled": False,
+             "ground_truth": False, "updated_at": "2026-11-25T10:00:00.000000Z"}
+    tasks[0]["annotations"][0]["ground_truth"] = True  # older, but marked as the ground truth
+    tasks[0]["annotations"].append(later)
+    export = tmp_path / "gt.json"
+    export.write_text(json.dumps(tasks))
+    coco = read_annotations(export, images).coco
+    assert len(coco["annotations"]) == len(boxes)  # the ground truth's two boxes, not the later single one
+    tasks[0]["annotations"][0]["ground_truth"] = False
+    export.write_text(json.dumps(tasks))
+    assert [a["bbox"][2] for a in read_annotations(export, images).coco["annotations"]] == [pytest.approx(9.0)]
+
+
+def test_push_names_a_label_studio_exports_problems_before_connecting(tmp_path, images):
+    tasks = _label_studio_json()[:2]
+    tasks[1]["data"]["image"] = "/data/upload/7/0002abcd-nowhere.jpg"
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    result = artdet("push", str(export), "--name", "paintings", "--images", str(images), "--server", "127.0.0.1:9",
+                    check=False)
+    assert result.returncode != 0 and "task 2: image 'nowhere.jpg' is not under the image folder" in result.stderr
+    assert "Traceback" not in result.stderr
