@@ -20,7 +20,7 @@ import numpy as np
 
 from artdet.detector.config import EXPORT_SCORE_THRESHOLD
 from artdet.detector.inference import Detector
-from artdet.detector.results import DetectionResult
+from artdet.detector.results import DetectionResult, box_iou
 
 TOP_DETECTIONS = 5
 DISAGREEMENT_SCORE = 0.3
@@ -65,20 +65,12 @@ def uncertainty(scores: Iterable[float]) -> float:
     return sum(_entropy_bits(s) for s in top) / len(top) if top else 0.0
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def disagreement(original: DetectionResult, flipped: DetectionResult) -> tuple[float, int, int]:
     """(disagreement in [0, 1], boxes only the original found, boxes only the mirrored view found); `flipped`'s
     boxes are already mirrored back."""
     a = [d for d in original.detections if d.score >= DISAGREEMENT_SCORE]
     b = [d for d in flipped.detections if d.score >= DISAGREEMENT_SCORE]
-    pairs = sorted(((_iou(x.box, y.box), i, j) for i, x in enumerate(a) for j, y in enumerate(b)
+    pairs = sorted(((box_iou(x.box, y.box), i, j) for i, x in enumerate(a) for j, y in enumerate(b)
                     if x.label == y.label), reverse=True)
     used_a, used_b, cost = set(), set(), 0.0
     for overlap, i, j in pairs:

@@ -29,7 +29,7 @@ from artdet.detector.dataset import DetectionDataset
 from artdet.detector.images import decode_image
 from artdet.detector.inference import Detector
 from artdet.detector.model_card import INPUT_NAME
-from artdet.detector.results import DetectionResult
+from artdet.detector.results import DetectionResult, box_iou
 
 VARIANTS = ("int8", "fp16", "ort")
 SUFFIXES = {"int8": ".int8.onnx", "fp16": ".fp16.onnx", "ort": ".ort"}
@@ -140,13 +140,6 @@ def _metrics(dataset: DetectionDataset, results: list[DetectionResult]) -> dict[
     return evaluate_detections(dataset, detections)
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 def parity(reference: list[DetectionResult], variant: list[DetectionResult]) -> dict[str, Any]:
     """How the variant's boxes follow fp32's confident ones (score >= PARITY_SCORE), image by image: the share
     it finds (same label, IoU >= 0.5), their mean IoU and the mean and largest score change."""
@@ -154,7 +147,7 @@ def parity(reference: list[DetectionResult], variant: list[DetectionResult]) -> 
     for ref, var in zip(reference, variant):
         for box in (d for d in ref.detections if d.score >= PARITY_SCORE):
             total += 1
-            best = max(((_iou(box.box, other.box), other) for other in var.detections if other.label == box.label),
+            best = max(((box_iou(box.box, other.box), other) for other in var.detections if other.label == box.label),
                        default=(0.0, None), key=lambda pair: pair[0])
             if best[1] is not None and best[0] >= PARITY_IOU:
                 found += 1
