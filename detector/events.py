@@ -25,6 +25,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     # the job worker
     "exporting": (),
     "exported": ("parity",),
+    "building_variants": (),
+    "variants_built": ("variants",),
     # the training run
     "run_configured": ("run_id", "arch", "classes", "train_images", "val_images", "starting_point", "world_size",
                        "device"),
@@ -111,6 +113,12 @@ def format_event(event: dict[str, Any]) -> str | None:
     if kind == "exported":
         parity = e["parity"] or {}
         return "exported; parity: " + parity.get("summary", "not checked")
+    if kind == "building_variants":
+        return "building the int8, fp16 and ORT-format variants, each measured against fp32"
+    if kind == "variants_built":
+        return "variants: " + "; ".join(
+            f"{v['kind']} refused ({v['refused']})" if v["refused"] else
+            f"{v['kind']} {v['size_bytes'] / 1e6:.1f} MB, AP50 {v['ap50']:.3f}" for v in e["variants"])
     if kind == "run_configured":
         return (f"run {e['run_id']}: {e['arch']}, {len(e['classes'])} classes, {e['train_images']} training and "
                 f"{e['val_images']} validation images, on {e['device']}"

@@ -14,6 +14,8 @@ from artdet.detector.errors import DataCorrupted
 
 INPUT_NAME = "image"  # uint8 [H, W, 3] RGB, any size; the graph resizes and normalises
 OUTPUT_NAMES = ("boxes", "scores", "labels")
+# the smaller forms built beside model.onnx (detector/variants.py), by kind: model<suffix>
+VARIANT_SUFFIXES = {"int8": ".int8.onnx", "fp16": ".fp16.onnx", "ort": ".ort"}
 EMBEDDING_NAME = "embedding"  # models exported since issue 14 also give one image embedding (active learning)
 PRODUCER = "artdet"
 

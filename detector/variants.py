@@ -26,13 +26,13 @@ from onnx import helper, numpy_helper
 from artdet.detector.coco_eval import ImageDetections, evaluate_detections
 from artdet.detector.config import MAX_VARIANT_AP50_DROP
 from artdet.detector.dataset import DetectionDataset
+from artdet.detector.errors import redact_paths
 from artdet.detector.images import decode_image
 from artdet.detector.inference import Detector
-from artdet.detector.model_card import INPUT_NAME
+from artdet.detector.model_card import INPUT_NAME, VARIANT_SUFFIXES
 from artdet.detector.results import DetectionResult, box_iou
 
-VARIANTS = ("int8", "fp16", "ort")
-SUFFIXES = {"int8": ".int8.onnx", "fp16": ".fp16.onnx", "ort": ".ort"}
+VARIANTS = tuple(VARIANT_SUFFIXES)
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 CALIBRATION_IMAGES = 32
 PARITY_SCORE = 0.5  # fp32 boxes the parity report follows: the ones an app would show
@@ -176,19 +176,27 @@ def build_variants(fp32: str | Path, val: DetectionDataset, kinds: Iterable[str]
     base = _metrics(val, reference)
     base_report = {"kind": "fp32", "path": str(fp32), "size_bytes": fp32.stat().st_size, "map": base["map"],
                    "ap50": base["ap50"], "latency_ms_p50": round(float(np.median(times)), 2)}
-    reports = []
+    calibration = list(calibration)
+    reports: list[VariantReport] = []
     for kind in kinds:
-        out = fp32.with_name(fp32.name.removesuffix(".onnx") + SUFFIXES[kind])
-        if kind == "int8":
-            calibrate = [decode_image(p, source=Path(p).name) for p in list(calibration)[:CALIBRATION_IMAGES]]
-            if not calibrate:
-                raise ValueError("variants: int8 needs calibration images (the training set's)")
-            build_int8(fp32, out, calibrate)
-        elif kind == "fp16":
-            build_fp16(fp32, out)
-        else:
-            build_ort(fp32, out)
-        results, times = _detect_all(Detector(out), images)
+        out = fp32.with_name(fp32.name.removesuffix(".onnx") + VARIANT_SUFFIXES[kind])
+        try:
+            if kind == "int8":
+                calibrate = [decode_image(p, source=Path(p).name) for p in calibration[:CALIBRATION_IMAGES]]
+                if not calibrate:
+                    raise ValueError("int8 needs calibration images (the training set's)")
+                build_int8(fp32, out, calibrate)
+            elif kind == "fp16":
+                build_fp16(fp32, out)
+            else:
+                build_ort(fp32, out)
+            detector = Detector(out)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's and onnx's own errors: the variant is not kept
+            out.unlink(missing_ok=True)
+            reports.append(VariantReport(kind, refused=f"could not be built ({type(exc).__name__}: "
+                                                       f"{redact_paths(str(exc))[:300]})"))
+            continue
+        results, times = _detect_all(detector, images)
         metrics = _metrics(val, results)
         report = VariantReport(kind, str(out), out.stat().st_size, metrics["map"], metrics["ap50"],
                                parity(reference, results), round(float(np.median(times)), 2))

@@ -49,8 +49,8 @@ class DetectionServicer(rpc.DetectionServiceServicer):
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded("deadline expired before detection started")
         model = self.repository.resolve(request.model_name, request.model_version)
-        result = model.detector.detect(request.image, threshold, max_detections, list(request.classes) or None,
-                                       source=source)
+        result = model.detector_for(request.variant).detect(request.image, threshold, max_detections,
+                                                            list(request.classes) or None, source=source)
         width, height = result.width, result.height
         response = pb.DetectResponse(width=width, height=height, model_name=model.name, model_version=model.version)
         for det in result.detections:

@@ -64,10 +64,11 @@ def run(run_dir: Path) -> dict:
     from artdet.detector.export import export_onnx, parity_image_count
     from artdet.detector.hooks import ExportEstimateHook
     from artdet.detector.training import load_datasets, train
+    from artdet.detector.variants import VARIANTS, build_variants
 
     job = json.loads((run_dir / "job.json").read_text())
     config = TrainConfig.from_dict(job["config"])
-    val = load_datasets(config)[1]
+    train_set, val = load_datasets(config)
     hooks = [*_fault_hooks(), ExportEstimateHook(len(val.images), parity_image_count(val))]
     if (run_dir / "checkpoints" / "last.pt").is_file():
         summary = train(None, run_dir, resume=True, progress=False, extra_hooks=hooks)
@@ -76,7 +77,11 @@ def run(run_dir: Path) -> dict:
     append_event(run_dir, "exporting")
     exported = export_onnx(run_dir, run_dir / "model.onnx", val)
     append_event(run_dir, "exported", parity=exported["parity"])
-    return {"summary": summary, "export": exported}
+    append_event(run_dir, "building_variants")
+    _, variants = build_variants(run_dir / "model.onnx", val, VARIANTS, [r.path for r in train_set.images])
+    reports = [{**v.to_dict(), "path": Path(v.path).name if v.path else ""} for v in variants]
+    append_event(run_dir, "variants_built", variants=reports)
+    return {"summary": summary, "export": exported, "variants": reports}
 
 
 def _message(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from artdet.detector.errors import ArtdetError, FailedPrecondition, redact_paths
 from artdet.detector.events import append_event
 from artdet.detector.files import is_disk_full
+from artdet.detector.model_card import VARIANT_SUFFIXES
 from artdet.server.faults import fault_point
 from artdet.server.job_worker import EXIT_DISK_FULL, SERVER_PID_ENV
 from artdet.server.store import JOB_STATES, DatasetRow, JobRow, Store
@@ -51,9 +52,9 @@ def exported_result(run_dir: Path) -> dict[str, Any] | None:
 
 
 def trim_succeeded_run(run_dir: Path) -> None:
-    """What a registered job no longer needs: the resume checkpoint and its copy of the registered ONNX.
-    best.pt stays, for retraining the model (base_model)."""
-    for name in ("checkpoints/last.pt", "model.onnx"):
+    """What a registered job no longer needs: the resume checkpoint and its copies of the registered ONNX and
+    variants. best.pt stays, for retraining the model (base_model)."""
+    for name in ("checkpoints/last.pt", "model.onnx", *(f"model{suffix}" for suffix in VARIANT_SUFFIXES.values())):
         (run_dir / name).unlink(missing_ok=True)
 
 

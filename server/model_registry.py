@@ -32,8 +32,11 @@ def register_model(store: Store, job: JobRow, result: dict[str, Any]) -> int:
                                                 "warm_started_classes", "run_id")},
         "parity": export["parity"],
         "dataset": f"{job.dataset_name}/v{job.dataset_version}",
+        "variants": [{k: v for k, v in variant.items() if k != "path"} | {"file": variant["path"]}
+                     for variant in result.get("variants", [])],
     }
-    return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", card).version
+    files = {v["path"]: job.run_dir / v["path"] for v in result.get("variants", []) if v["path"]}
+    return store.add_model(job.model_name, job.id, job.run_dir / "model.onnx", card, files).version
 
 
 def resolve_base_model(store: Store, repository: ModelRepository, name: str, version: int,

@@ -12,11 +12,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from artdet.detector.errors import DataCorrupted, FailedPrecondition, InvalidArgument, NotFound
 from artdet.detector.files import save_json
 from artdet.detector.images import PixelBudget
 from artdet.detector.inference import Detector
+from artdet.detector.model_card import VARIANT_SUFFIXES
 from artdet.server.names import check_name
 from artdet.server.faults import fault_point
 
@@ -36,12 +38,41 @@ def write_active(root: Path, name: str, version: int, history: list[int]) -> Non
     save_json({"version": version, "history": history}, root / name / "active.json")
 
 
+def variant_file(folder: Path, card: dict, variant: str, what: str) -> Path:
+    """The file of a model version's `variant` ("" or "fp32": model.onnx); NotFound / FailedPrecondition naming
+    the variant when it is unknown, was not built, or was refused."""
+    if variant in ("", "fp32"):
+        return folder / "model.onnx"
+    if variant not in VARIANT_SUFFIXES:
+        raise InvalidArgument(f"variant: {variant[:20]!r} is not one of fp32, {', '.join(VARIANT_SUFFIXES)}")
+    built = {v.get("kind"): v for v in card.get("variants", []) if isinstance(v, dict)}
+    if variant not in built:
+        raise NotFound(f"variant: {what} has no {variant} variant (it was registered before variants were built)")
+    if built[variant].get("refused"):
+        raise FailedPrecondition(f"variant: {what}'s {variant} variant was not kept: {built[variant]['refused']}")
+    return folder / f"model{VARIANT_SUFFIXES[variant]}"
+
+
 @dataclass
 class LoadedModel:
     name: str
     version: int
     detector: Detector
     descriptions: dict[str, str] = field(default_factory=dict)
+    card: dict = field(default_factory=dict)
+    open_variant: Callable[[Path], Detector] | None = None
+    _variants: dict[str, Detector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def detector_for(self, variant: str) -> Detector:
+        """The fp32 detector, or a kept variant's, loaded on first use and unloaded with this version."""
+        if variant in ("", "fp32"):
+            return self.detector
+        path = variant_file(self.detector.path.parent, self.card, variant, f"model {self.name} v{self.version}")
+        with self._lock:
+            if variant not in self._variants:
+                self._variants[variant] = self.open_variant(path)
+            return self._variants[variant]
 
 
 class ModelRepository:
@@ -102,16 +133,20 @@ class ModelRepository:
         if not (folder / "model.onnx").is_file():
             raise NotFound(f"model {name!r} version {version} not found")
         kwargs = {"max_pixels": self.max_pixels} if self.max_pixels else {}
-        detector = Detector(folder / "model.onnx", self.intra_op_threads, self.inter_op_threads,
-                            decode_budget=self.decode_budget, name=f"{name} v{version}",
-                            concurrent_runs=self.concurrent_runs, **kwargs)
+
+        def open_detector(path: Path, label: str = "") -> Detector:
+            return Detector(path, self.intra_op_threads, self.inter_op_threads, decode_budget=self.decode_budget,
+                            name=f"{name} v{version}{label}", concurrent_runs=self.concurrent_runs, **kwargs)
+
+        detector = open_detector(folder / "model.onnx")
         try:
             card = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
             descriptions = dict(card.get("class_info", {}))
         except (ValueError, TypeError, AttributeError) as exc:
             raise DataCorrupted(f"model {name!r} version {version}: its model.json is damaged "
                                 f"({type(exc).__name__})") from None
-        loaded = LoadedModel(name, version, detector, descriptions)
+        loaded = LoadedModel(name, version, detector, descriptions, card,
+                             lambda path: open_detector(path, f" ({path.name.split('.', 1)[1]})"))
         with self._lock:
             loaded = self._loaded.setdefault(key, loaded)
             if evict:

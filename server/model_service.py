@@ -10,7 +10,7 @@ from artdet.v1 import artdet_pb2 as pb
 from artdet.v1 import artdet_pb2_grpc as rpc
 from artdet.detector.errors import InvalidArgument, PermissionDenied
 from artdet.server.errors import rpc_errors
-from artdet.server.model_repository import ModelRepository
+from artdet.server.model_repository import ModelRepository, variant_file
 from artdet.server.names import check_name
 from artdet.server.store import ModelRow, Store
 
@@ -42,7 +42,10 @@ class ModelServicer(rpc.ModelServiceServicer):
             job_id=row.job_id, arch=card.get("arch", ""), class_names=card.get("class_names", []),
             metrics_json=json.dumps(card.get("metrics", {})), created_at=row.created_at, size_bytes=row.size_bytes,
             sha256=row.sha256,
-            class_info=[pb.ClassInfo(name=n, description=d) for n, d in card.get("class_info", {}).items()])
+            class_info=[pb.ClassInfo(name=n, description=d) for n, d in card.get("class_info", {}).items()],
+            variants=[pb.ModelVariant(kind=v["kind"], size_bytes=v["size_bytes"], map=v["map"], ap50=v["ap50"],
+                                      latency_ms_p50=v["latency_ms_p50"], parity_json=json.dumps(v["parity"]),
+                                      refused=v["refused"]) for v in card.get("variants", [])])
 
     def _row(self, ref: pb.ModelRef) -> ModelRow:
         name = check_name(ref.name, "name")
@@ -90,10 +93,11 @@ class ModelServicer(rpc.ModelServiceServicer):
     @rpc_errors
     def DownloadModel(self, request, context):
         row = self._readable(self._row(request), context)
-        total = row.onnx_path.stat().st_size
+        path = variant_file(row.onnx_path.parent, row.card, request.variant, f"model {row.name} v{row.version}")
+        total = path.stat().st_size
         digest = hashlib.sha256()
         offset = 0
-        with row.onnx_path.open("rb") as handle:
+        with path.open("rb") as handle:
             while context.is_active():
                 data = handle.read(DOWNLOAD_CHUNK)
                 digest.update(data)

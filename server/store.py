@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from artdet.detector.dataset import check_file_name
 from artdet.detector.errors import DataCorrupted, DiskFull, FailedPrecondition, NotFound
 from artdet.detector.files import (durable_rename, free_mb, fsync_dir, fsync_file, is_disk_full, publish_permissions,
                                    save_json)
@@ -572,9 +573,11 @@ class Store:
         return ModelRow(row["name"], row["version"], row["job_id"], row["created_at"], row["sha256"],
                         row["size_bytes"], folder, card)
 
-    def add_model(self, name: str, job_id: str, onnx_file: Path, card: dict[str, Any]) -> ModelRow:
-        """Register a job's model; idempotent per (job, name), so a restart repeating it makes no second version.
-        Not held to the free-space floor (the training is already paid for); a really full disk is DiskFull."""
+    def add_model(self, name: str, job_id: str, onnx_file: Path, card: dict[str, Any],
+                  files: dict[str, Path] | None = None) -> ModelRow:
+        """Register a job's model (and `files` beside it: its variants, by file name); idempotent per (job,
+        name), so a restart repeating it makes no second version. Not held to the free-space floor (the
+        training is already paid for); a really full disk is DiskFull."""
         digest = _sha256_file(onnx_file)
         size = onnx_file.stat().st_size
         staged = None
@@ -588,6 +591,9 @@ class Store:
                 staged = self._scratch("model-")
                 shutil.copyfile(onnx_file, staged / "model.onnx")
                 fsync_file(staged / "model.onnx")  # the run's copy goes once this one is registered
+                for file_name, path in (files or {}).items():
+                    shutil.copyfile(path, staged / check_file_name(file_name, "variant file"))
+                    fsync_file(staged / file_name)
                 created = time.time()
                 save_json({**card, "name": name, "version": version, "job_id": job_id, "created_at": created},
                           staged / "model.json")

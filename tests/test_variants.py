@@ -62,3 +62,63 @@ def test_export_builds_variants_and_reports_them(overfit_run, tmp_path):
     assert [v["kind"] for v in report["variants"]] == ["fp16", "ort"]
     assert (tmp_path / "model.fp16.onnx").is_file() and (tmp_path / "model.ort").is_file()
     assert "fp16: AP50" in result.stderr and report["fp32"]["size_bytes"] == out.stat().st_size
+
+
+def test_a_registered_model_lists_serves_and_downloads_its_variants(tmp_path, torch_home):
+    """A server job builds the variants beside the model; the registry lists them with their measures; Detect
+    and DownloadModel take a kept one and refuse the others by name."""
+    import grpc
+
+    from artdet.v1 import artdet_pb2 as pb
+    from artdet.tools.client import push_dataset
+    from tests.conftest import ServerProcess, write_shapes_for_server
+
+    server = ServerProcess(tmp_path / "data", "--min-free-mb", "0", env={"TORCH_HOME": str(torch_home)}).start()
+    try:
+        admin = server.connect("admin")
+        push_dataset(admin, "shapes", write_shapes_for_server(tmp_path / "shapes"), progress=False)
+        job = admin.training().StartJob(pb.StartJobRequest(dataset_name="shapes", weights="coco",
+                                                           parameters=pb.TrainingParameters(
+                                                               stage1_epochs=1, stage2_epochs=1, max_size=128,
+                                                               batch_size=2, max_iters_per_epoch=2)),
+                                        metadata=admin.metadata)
+        events = [json.loads(e.payload_json) for e in admin.training().WatchJob(pb.WatchJobRequest(id=job.id),
+                                                                                 metadata=admin.metadata)]
+        assert events[-1]["type"] == "finished" and events[-1]["state"] == "succeeded", events[-3:]
+        built = next(e for e in events if e["type"] == "variants_built")["variants"]
+        assert [v["kind"] for v in built] == ["int8", "fp16", "ort"]
+        admin.models().ActivateModel(pb.ModelRef(name="shapes", version=1), metadata=admin.metadata)
+        (model,) = admin.models().ListModels(pb.ListModelsRequest(), metadata=admin.metadata).models
+        variants = {v.kind: v for v in model.variants}
+        assert set(variants) == {"int8", "fp16", "ort"}
+        folder = server.data_dir / "models" / "shapes" / "1"
+        for kind, suffix in (("int8", ".int8.onnx"), ("fp16", ".fp16.onnx"), ("ort", ".ort")):
+            variant = variants[kind]
+            assert (folder / f"model{suffix}").is_file() != bool(variant.refused)
+            if not variant.refused:
+                assert variant.size_bytes == (folder / f"model{suffix}").stat().st_size
+                assert json.loads(variant.parity_json)["boxes"] >= 0
+        assert variants["fp16"].size_bytes < 0.55 * model.size_bytes and not variants["fp16"].refused
+        # the museum app's token downloads the active version's kept variant
+        client = server.connect("client")
+        data = b"".join(c.data for c in client.models().DownloadModel(
+            pb.ModelRef(name="shapes", variant="fp16"), metadata=client.metadata))
+        assert data == (folder / "model.fp16.onnx").read_bytes()
+        image = next((tmp_path / "shapes").rglob("*.jpg")).read_bytes()
+        fp32 = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.05), metadata=client.metadata)
+        half = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.05, variant="fp16"),
+                                         metadata=client.metadata)
+        assert abs(len(half.detections) - len(fp32.detections)) <= 2  # boxes at the threshold may flicker
+        for a, b in zip(fp32.detections[:5], half.detections[:5]):  # the most confident: the same boxes
+            assert a.label == b.label and abs(a.score - b.score) < 0.01 and abs(a.box.x1 - b.box.x1) < 1.0
+        for kind, code, words in (("bf16", grpc.StatusCode.INVALID_ARGUMENT, "not one of fp32"),):
+            with pytest.raises(grpc.RpcError) as caught:
+                client.detection().Detect(pb.DetectRequest(image=image, variant=kind), metadata=client.metadata)
+            assert caught.value.code() == code and words in caught.value.details()
+        if variants["int8"].refused:
+            with pytest.raises(grpc.RpcError) as caught:
+                client.detection().Detect(pb.DetectRequest(image=image, variant="int8"), metadata=client.metadata)
+            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert variants["int8"].refused in caught.value.details()
+    finally:
+        server.stop()

@@ -266,12 +266,14 @@ class TrainingParameters(_message.Message):
     def __init__(self, arch: _Optional[str] = ..., strategy: _Optional[str] = ..., stage1_epochs: _Optional[int] = ..., stage2_epochs: _Optional[int] = ..., max_size: _Optional[int] = ..., seed: _Optional[int] = ..., lr: _Optional[float] = ..., stage2_lr_factor: _Optional[float] = ..., optimizer: _Optional[str] = ..., batch_size: _Optional[int] = ..., trainable_backbone_layers: _Optional[int] = ..., patience: _Optional[int] = ..., max_iters_per_epoch: _Optional[int] = ..., augment: _Optional[bool] = ..., val_fraction: _Optional[float] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ModelRef(_message.Message):
-    __slots__ = ("name", "version")
+    __slots__ = ("name", "version", "variant")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    variant: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class StartJobRequest(_message.Message):
     __slots__ = ("dataset_name", "dataset_version", "parameters", "weights", "base_model", "model_name")
@@ -426,7 +428,7 @@ class ClassInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("name", "version", "active", "job_id", "arch", "class_names", "metrics_json", "created_at", "size_bytes", "sha256", "class_info")
+    __slots__ = ("name", "version", "active", "job_id", "arch", "class_names", "metrics_json", "created_at", "size_bytes", "sha256", "class_info", "variants")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -438,6 +440,7 @@ class Model(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CLASS_INFO_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     active: bool
@@ -449,7 +452,26 @@ class Model(_message.Message):
     size_bytes: int
     sha256: str
     class_info: _containers.RepeatedCompositeFieldContainer[ClassInfo]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., active: _Optional[bool] = ..., job_id: _Optional[str] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., metrics_json: _Optional[str] = ..., created_at: _Optional[float] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., class_info: _Optional[_Iterable[_Union[ClassInfo, _Mapping]]] = ...) -> None: ...
+    variants: _containers.RepeatedCompositeFieldContainer[ModelVariant]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., active: _Optional[bool] = ..., job_id: _Optional[str] = ..., arch: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., metrics_json: _Optional[str] = ..., created_at: _Optional[float] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., class_info: _Optional[_Iterable[_Union[ClassInfo, _Mapping]]] = ..., variants: _Optional[_Iterable[_Union[ModelVariant, _Mapping]]] = ...) -> None: ...
+
+class ModelVariant(_message.Message):
+    __slots__ = ("kind", "size_bytes", "map", "ap50", "latency_ms_p50", "parity_json", "refused")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    AP50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_P50_FIELD_NUMBER: _ClassVar[int]
+    PARITY_JSON_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    size_bytes: int
+    map: float
+    ap50: float
+    latency_ms_p50: float
+    parity_json: str
+    refused: str
+    def __init__(self, kind: _Optional[str] = ..., size_bytes: _Optional[int] = ..., map: _Optional[float] = ..., ap50: _Optional[float] = ..., latency_ms_p50: _Optional[float] = ..., parity_json: _Optional[str] = ..., refused: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("name",)
@@ -600,20 +622,22 @@ class SuggestImagesResponse(_message.Message):
     def __init__(self, suggestions: _Optional[_Iterable[_Union[Suggestion, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., pool_images: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
-    __slots__ = ("image", "model_name", "model_version", "score_threshold", "max_detections", "classes")
+    __slots__ = ("image", "model_name", "model_version", "score_threshold", "max_detections", "classes", "variant")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     model_name: str
     model_version: int
     score_threshold: float
     max_detections: int
     classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score_threshold: _Optional[float] = ..., max_detections: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    variant: str
+    def __init__(self, image: _Optional[bytes] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., score_threshold: _Optional[float] = ..., max_detections: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class Box(_message.Message):
     __slots__ = ("x1", "y1", "x2", "y2")
