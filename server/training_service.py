@@ -26,7 +26,8 @@ STATE_NAMES = {v: k for k, v in STATES.items()}
 TYPED_PARAMETERS = tuple(f.name for f in pb.TrainingParameters.DESCRIPTOR.fields if f.name not in ("augment", "extra"))
 # options a remote caller may not set: they name files on the server or its hardware (the schema marks them)
 SERVER_OWNED = frozenset(name for name, spec in TRAIN_SCHEMA.items() if spec.server_owned)
-LOG_TAIL_LINES = 40  # of a failed job's worker log, in its Job message
+LOG_TAIL_LINES = 40
+FINISHED_EVENT_GRACE_S = 5.0  # how long a watcher waits for the last events of a job whose row says it ended  # of a failed job's worker log, in its Job message
 # bounds of the `extra` map: TrainConfig has a few dozen options, each with a short text form
 EXTRA_MAX_ENTRIES = 64
 EXTRA_MAX_KEY = 64
@@ -107,9 +108,13 @@ def event_message(job_id: str, event: dict[str, Any], state: str) -> pb.JobEvent
     return message
 
 
-def follow_events(path: Path, finished, is_active, poll: float = 0.2) -> Iterator[dict[str, Any]]:
-    """Every event in the file, then new ones as they are appended, until `finished()` and all is read."""
+def follow_events(path: Path, finished, is_active, poll: float = 0.2,
+                  grace: float = FINISHED_EVENT_GRACE_S) -> Iterator[dict[str, Any]]:
+    """Every event in the file, then new ones as they are appended, until its "finished" event; or, once the
+    job's row says it ended, until `grace` seconds pass without one (the runner records the state first, then
+    the last events; a job that failed on a full disk may have none)."""
     offset = 0
+    ended_at = None
     while True:
         done = finished()
         events, offset = read_events(path, offset)
@@ -117,8 +122,12 @@ def follow_events(path: Path, finished, is_active, poll: float = 0.2) -> Iterato
             yield event
             if event["type"] == "finished":
                 return
-        if done or not is_active():
+        if not is_active():
             return
+        if done:
+            ended_at = ended_at or time.monotonic()
+            if time.monotonic() - ended_at > grace:
+                return
         time.sleep(poll)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import subprocess
 
 import grpc
@@ -60,3 +61,28 @@ def test_tls(tmp_path):
             health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=3)
     finally:
         server.stop(0)
+
+
+def test_a_watcher_gets_the_last_events_the_runner_writes_after_the_state(tmp_path):
+    """The runner marks a job succeeded, then appends "registered" and "finished": a watcher that sees the
+    ended state first still delivers those events (a race issue 15's slower registration exposed)."""
+    import threading
+
+    from artdet.detector.events import append_event
+    from artdet.server.training_service import follow_events
+
+    append_event(tmp_path, "exported", parity=None)
+    late = threading.Timer(0.5, lambda: (append_event(tmp_path, "registered", model_name="m", model_version=1),
+                                         append_event(tmp_path, "finished", state="succeeded")))
+    late.start()
+    try:
+        kinds = [e["type"] for e in follow_events(tmp_path / "events.jsonl", lambda: True, lambda: True,
+                                                  poll=0.05)]
+    finally:
+        late.cancel()
+    assert kinds == ["exported", "registered", "finished"]
+    # a job whose row ended without a "finished" event (a full disk) is not watched forever
+    started = time.monotonic()
+    assert [e["type"] for e in follow_events(tmp_path / "none.jsonl", lambda: True, lambda: True, poll=0.05,
+                                             grace=0.3)] == []
+    assert time.monotonic() - started < 2

@@ -104,6 +104,11 @@ def test_a_registered_model_lists_serves_and_downloads_its_variants(tmp_path, to
         data = b"".join(c.data for c in client.models().DownloadModel(
             pb.ModelRef(name="shapes", variant="fp16"), metadata=client.metadata))
         assert data == (folder / "model.fp16.onnx").read_bytes()
+        from tests.test_console import call  # the console's Models page downloads a variant the same way
+        status, body, _ = call(server, "GET", "/api/models/shapes/1/onnx?variant=ort", "client")
+        assert status == 200 and body == (folder / "model.ort").read_bytes()
+        status, body, _ = call(server, "GET", "/api/models/shapes/1/onnx?variant=bf16", "client")
+        assert status == 400 and body["message"].startswith("variant: 'bf16' is not one of fp32"), body
         image = next((tmp_path / "shapes").rglob("*.jpg")).read_bytes()
         fp32 = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.05), metadata=client.metadata)
         half = client.detection().Detect(pb.DetectRequest(image=image, score_threshold=0.05, variant="fp16"),

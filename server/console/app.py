@@ -305,6 +305,7 @@ class Console:
 
     async def download_model(self, request: Request) -> Response:
         ref = self._ref(request)
+        ref.variant = request.query_params.get("variant", "")[:20]
         call = self.stub(rpc.ModelServiceStub).DownloadModel(ref, metadata=self.metadata(request))
         first = await call.read()
         if first is grpc.aio.EOF:

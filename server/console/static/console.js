@@ -411,6 +411,12 @@ function showModel(model) {
     element("ul", {}, ...(strategy.reasons || []).map(r => element("li", {}, r))),
     element("p", {}, warm.length ? `warm-started from the pretrained detector: ${warm.join(", ")}`
       : "no class warm-started from the pretrained detector"));
+  $("#model-variants tbody").replaceChildren(...(model.variants || []).map(v => element("tr",
+    {"data-variant": v.kind},
+    element("td", {}, v.kind), element("td", {}, mebibytes(v.size_bytes)), element("td", {}, fixed(v.ap50)),
+    element("td", {}, fixed(v.map)), element("td", {}, `${Math.round(v.latency_ms_p50)} ms`),
+    element("td", {}, v.refused ? `not kept: ${v.refused}`
+      : element("button", {type: "button", "data-download": v.kind}, "Download")))));
   const info = Object.fromEntries(model.class_info.map(c => [c.name, c.description]));
   $("#descriptions").replaceChildren(...model.class_names.map(name => element("label", {}, name,
     element("textarea", {name, rows: 2, maxlength: 2000}, info[name] || ""))));
@@ -426,9 +432,11 @@ async function modelAction(action) {
     await api("DELETE", path);
     state.model = null;
   }
-  if (action === "download") {
-    const blob = await (await api("GET", `${path}/onnx`)).blob();
-    const link = element("a", {href: URL.createObjectURL(blob), download: `${model.name}-v${model.version}.onnx`});
+  if (action === "download" || action.startsWith("download:")) {
+    const variant = action.split(":")[1] || "";
+    const blob = await (await api("GET", `${path}/onnx?variant=${enc(variant)}`)).blob();
+    const suffix = {int8: ".int8.onnx", fp16: ".fp16.onnx", ort: ".ort"}[variant] || ".onnx";
+    const link = element("a", {href: URL.createObjectURL(blob), download: `${model.name}-v${model.version}${suffix}`});
     document.body.appendChild(link);
     link.click();
     link.remove();
@@ -548,6 +556,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const action of ["activate", "rollback", "delete", "download"]) {
     $(`#model-${action}`).addEventListener("click", () => guarded(() => modelAction(action)));
   }
+  $("#model-variants").addEventListener("click", e => {
+    const kind = e.target.dataset && e.target.dataset.download;
+    if (kind) guarded(() => modelAction(`download:${kind}`));
+  });
   $("#descriptions-form").addEventListener("submit", e => guarded(() => saveDescriptions(e)));
   $("#try-file").addEventListener("change", e => guarded(() => detect(e.target.files[0])));
   const drop = $("#drop");
