@@ -22,3 +22,21 @@ def test_quick_bench_reports_every_figure(tmp_path):
     assert 0 <= figures["train_data_wait_share"] < 1
     assert report["upload_mb_s"] > 0 and "upload_rss_growth_mb" in report
     assert "detect_grpc_p50_ms" in result.stdout  # the printed table
+
+
+def test_variants_bench_reports_size_latency_and_accuracy_per_variant(tmp_path, overfit_run):
+    out = tmp_path / "variants.json"
+    result = artdet("bench", "--variants", "--quick", "--models", TINY_ARCH, "--trained", str(overfit_run),
+                    "--trained-val", str(overfit_run.parent / "train.json"), "--json", out, timeout=1200)
+    report = json.loads(out.read_text())
+    for name in (TINY_ARCH, "trained"):
+        figures = report["models"][name]
+        assert figures["int8"]["size_mb"] < figures["fp16"]["size_mb"] < figures["fp32"]["size_mb"]
+        for kind in ("fp32", "int8", "fp16"):
+            row = figures[kind]
+            assert row["calls"] == report["rounds"] * figures["images"]  # every image, every round
+            assert row["iqr_ms"][0] <= row["p50_ms"] <= row["iqr_ms"][1]
+        assert figures["fp32"]["p50_ratio_to_fp32"] == 1.0
+    assert all(0 <= report["models"]["trained"][k]["ap50"] <= 1 for k in ("fp32", "int8", "fp16"))
+    assert "map" not in report["models"][TINY_ARCH]["fp32"]  # fabricated weights: no accuracy figure
+    assert "int8:" in result.stdout and "× fp32" in result.stdout

@@ -119,6 +119,12 @@ def cmd_bench(args) -> int:
 
         return cmd_reliability(args)
     models = tuple(args.models.split(",")) if args.models else MODELS
+    if args.variants:
+        from artdet.tools.bench.variants import print_variants_report, run_variants_bench
+
+        print_variants_report(run_variants_bench(args.quick, Path(args.json) if args.json else None, models,
+                                                 args.threads, args.trained, args.trained_val))
+        return 0
     skip = tuple(args.skip.split(",")) if args.skip else ()
     run_bench(args.quick, Path(args.json) if args.json else None, models, args.threads, skip)
     return 0
@@ -136,6 +142,10 @@ def add_bench_command(subparsers) -> None:
                    help="instead: fuzz, role matrix, load, memory and fault injection against a real server")
     p.add_argument("--console", action="store_true",
                    help="instead: the web console in headless Chromium (page load to interactive, job event to page)")
+    p.add_argument("--variants", action="store_true",
+                   help="instead: fp32 vs its int8 and fp16 variants in onnxruntime (latency, size, accuracy)")
+    p.add_argument("--trained", help="--variants: a trained run or checkpoint whose accuracy change to measure too")
+    p.add_argument("--trained-val", help="--variants: the validation COCO file for --trained")
     p.add_argument("--seed", type=int, default=0, help="--reliability: fuzz seed (default 0)")
     p.add_argument("--fuzz-cases", type=int, help="--reliability: fuzz requests (default 4000; 600 with --quick)")
     p.add_argument("--keep", help="--reliability: work in this folder and keep it (data dirs, server logs)")
