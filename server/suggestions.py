@@ -7,6 +7,7 @@ so memory grows with the pool's count, never with its bytes; the count is capped
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -14,8 +15,8 @@ import numpy as np
 
 from artdet.v1 import artdet_pb2 as pb
 from artdet.detector.dataset import NameTree, file_name_problem, normalize_file_name
-from artdet.detector.errors import (Cancelled, FailedPrecondition, InvalidArgument, PermissionDenied,
-                                   ResourceExhausted, redact_paths)
+from artdet.detector.errors import (Cancelled, DeadlineExceeded, FailedPrecondition, InvalidArgument,
+                                   PermissionDenied, ResourceExhausted, redact_paths)
 from artdet.detector.images import ImageDecodeError
 from artdet.detector.suggest import PoolImage, analyse, embed, rank
 from artdet.server.model_repository import ModelRepository
@@ -24,6 +25,7 @@ MAX_BUDGET = 1000
 MAX_POOL_IMAGES = 5_000
 MAX_LABELLED_IMAGES = 5_000
 MAX_NOTED_SKIPS = 20
+MAX_SECONDS = 1800  # a call holds the one SuggestImages slot: a pool that trickles in cannot hold it for ever
 DATASET_ROLES = {"annotator", "operator", "admin"}  # who may name a stored dataset (clients may not read them)
 # (dataset name, version) -> its images as (file name, path); the full server's datasets, None on a replica
 StoredImages = Callable[[str, int], list[tuple[str, Path]]]
@@ -104,8 +106,11 @@ def suggest(repository: ModelRepository, requests: Iterator[pb.SuggestImagesRequ
             labelled = np.stack(vectors) if vectors else None
         pool: list[PoolImage] = []
         skipped: list[str] = []
+        deadline = time.monotonic() + MAX_SECONDS
         for file_name, image in _pool(header, requests, stored_images):
             _check_active(context)
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"pool: not analysed within {MAX_SECONDS} s; suggest from a part at a time")
             try:
                 pool.append(analyse(model.detector, image, file_name))
             except ImageDecodeError as exc:
