@@ -307,7 +307,9 @@ def run_experiment(out: Path, settings: Settings, cells: tuple[str, ...] = CELLS
     report: dict[str, Any] = {"settings": vars(settings), "learning_rates": LEARNING_RATES,
                               "pretrain": {"map": pretrain_metrics["map"], "ap50": pretrain_metrics["ap50"],
                                            "seconds": pretrain_run["timing"]["seconds"]},
-                              "similarity": measure_similarity(pretrained, data, settings),
+                              # looks measured by an earlier invocation stay; this one's are measured again
+                              "similarity": {**previous.get("similarity", {}),
+                                             **measure_similarity(pretrained, data, settings)},
                               "cells": previous["cells"]}
     for cell in cells:
         measured = dict(report["cells"].get(cell, {}).get("variants", {}))
