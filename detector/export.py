@@ -43,16 +43,20 @@ class ExportParityError(FailedPrecondition):
 
 
 class _UInt8ImageDetector(nn.Module):
-    """One uint8 HxWx3 RGB image in, (boxes, scores, labels, embedding) out: the embedding is the deepest FPN
+    """One uint8 HxWx3 RGB image in, (boxes, scores, labels[, embedding]) out: the embedding is the deepest FPN
     level the detector computed anyway, averaged over the image and scaled to unit length."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, embedding: bool = True):
         super().__init__()
         self.model = model
+        self.embedding = embedding
         self.eval()  # torch.onnx.export restores the wrapper's mode on the wrapped model afterwards
 
     def forward(self, image: torch.Tensor):
         tensor = image.permute(2, 0, 1).float() / 255.0
+        if not self.embedding:
+            output = self.model([tensor])[0]
+            return output["boxes"], output["scores"], output["labels"]
         features: dict[str, torch.Tensor] = {}
         hook = self.model.backbone.register_forward_hook(lambda _module, _inputs, output: features.update(output))
         try:
@@ -163,7 +167,7 @@ def export_ready_model(payload: dict[str, Any], score_threshold: float = EXPORT_
 
 def _torch_detect(model: nn.Module, pixels: np.ndarray) -> Detections:
     with torch.inference_mode():
-        boxes, scores, labels, _ = _UInt8ImageDetector(model)(torch.from_numpy(pixels.copy()))
+        boxes, scores, labels = _UInt8ImageDetector(model, embedding=False)(torch.from_numpy(pixels.copy()))
     return Detections(boxes.numpy(), scores.numpy(), labels.numpy())
 
 

@@ -34,7 +34,9 @@ def test_export_is_valid_onnx_with_metadata(exported):
     assert "uint8" in meta["input"]
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims[:2]] == ["height", "width"]
-    assert [o.name for o in proto.graph.output] == ["boxes", "scores", "labels"]
+    assert [o.name for o in proto.graph.output] == ["boxes", "scores", "labels", "embedding"]
+    (embedding,) = [o for o in proto.graph.output if o.name == "embedding"]
+    assert [d.dim_value for d in embedding.type.tensor_type.shape.dim] == [256]  # the FPN's channels
 
 
 def test_parity_with_pytorch_on_four_sizes_and_the_same_map(exported, overfit_run):

@@ -45,14 +45,31 @@ def test_each_variant_is_built_and_measured_against_fp32(variants):
         assert Detector(int8.path).class_names == ["circle", "square"]  # the card survives quantisation
 
 
-def test_a_variant_that_loses_accuracy_is_refused_with_the_reason(overfit_export, tmp_path):
+def test_a_variant_that_loses_accuracy_is_refused_with_the_reason(overfit_export, tmp_path, monkeypatch):
+    """A variant whose boxes go wrong (here: the class scores' weights negated, as a broken conversion might)
+    is measured, refused with the numbers, and not kept."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from artdet.detector import variants as module
+
+    def broken_fp16(fp32, out):
+        model = onnx.load(str(fp32))
+        for tensor in model.graph.initializer:
+            if "cls_score.weight" in tensor.name:
+                tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), tensor.name))
+        onnx.save(model, str(out))
+        return out
+
+    monkeypatch.setattr(module, "build_fp16", broken_fp16)
     model = tmp_path / "model.onnx"
     shutil.copy(overfit_export["path"], model)
-    base, (fp16,) = build_variants(model, overfit_export["data"], ("fp16",), max_ap50_drop=0.0)
-    if fp16.ap50 >= base["ap50"]:
-        pytest.fail("fp16 matched fp32 exactly: this test needs a variant that loses something")
-    assert fp16.refused.startswith(f"AP50 {fp16.ap50:.4f} against fp32's {base['ap50']:.4f}")
+    base, (fp16,) = build_variants(model, overfit_export["data"], ("fp16",))
+    assert base["ap50"] - fp16.ap50 > 0.01 and np.isfinite(fp16.ap50)
+    assert fp16.refused.startswith(f"AP50 {fp16.ap50:.4f} against fp32's {base['ap50']:.4f}: a loss of")
+    assert fp16.refused.endswith("more than the 1.00 allowed")
     assert not fp16.path and not (tmp_path / "model.fp16.onnx").exists()  # not kept
+    assert fp16.parity["found_share"] < 1.0  # the parity report shows it too
 
 
 def test_export_builds_variants_and_reports_them(overfit_run, tmp_path):

@@ -23,7 +23,7 @@ from typing import Any
 from artdet.detector.files import save_json
 from artdet.tools.experiments.scenes import PAINTING_CLASSES, write_scenes
 from artdet.tools.experiments.transfer import Settings as TransferSettings
-from artdet.tools.experiments.transfer import _config, _epochs, pretrain
+from artdet.tools.experiments.transfer import _config, _drop_checkpoints, _epochs, pretrain
 
 SELECTIONS = ("random", "uncertainty", "uncertainty-diversity")
 LEARNING_RATE = 1e-3  # the transfer experiment's rate for two-stage (stage 2 at x 0.1)
@@ -134,6 +134,8 @@ def run_seed(strategy: str, seed: int, settings: Settings, data: dict[str, Path]
             added = _select(strategy, run / "train", pool, data["pool"].parent, labelled, settings.add, pick_rng)
             point["added"] = added
             labelled = labelled + added
+        _drop_checkpoints(run / "train")
+        (run / "train" / "model.onnx").unlink(missing_ok=True)
         point["seconds"] = round(time.time() - started, 1)
         curve.append(point)
     return curve

@@ -243,6 +243,7 @@ def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict
             if reused is not None:
                 return reused
         summary = train(variant_config(variant, cell, seed, pretrained, data, settings), run, progress=False)
+        _drop_checkpoints(run)
         final = summary["final"]
         result = {"map": final["map"], "ap50": final["ap50"], "per_class_ap": final["per_class_ap"],
                   "detections": final["detections"]}
@@ -255,6 +256,13 @@ def run_variant(variant: str, cell: str, seed: int, pretrained: Path, data: dict
                                      for s in summary["strategy"]["stages"]]
     result["seconds"] = round(time.time() - started, 1)
     return result
+
+
+def _drop_checkpoints(run: Path) -> None:
+    """A measured run keeps its metrics and events, not its weights: hundreds of runs would fill the disk."""
+    import shutil
+
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
