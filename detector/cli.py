@@ -145,22 +145,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from artdet.detector.coco_eval import ImageDetections, evaluate_detections
+    from artdet.detector.coco_eval import evaluate_results
     from artdet.detector.dataset import load_coco
     from artdet.detector.inference import Detector
-    import numpy as np
 
     detector = Detector(args.model, intra_op_threads=args.threads)
     dataset = load_coco(args.ann, args.images, class_names=detector.class_names)
-    detections = []
-    for record in tqdm(dataset.images, desc="eval", disable=args.quiet):
-        result = detector.detect(record.path, score_threshold=0.0)
-        detections.append(ImageDetections(
-            record.id,
-            np.array([d.box for d in result.detections], dtype=np.float32).reshape(-1, 4),
-            np.array([d.score for d in result.detections], dtype=np.float32),
-            np.array([d.label_id for d in result.detections], dtype=np.int64)))
-    print_json(evaluate_detections(dataset, detections))
+    results = [detector.detect(record.path, score_threshold=0.0)
+               for record in tqdm(dataset.images, desc="eval", disable=args.quiet)]
+    print_json(evaluate_results(dataset, results))
     return 0
 
 

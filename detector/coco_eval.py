@@ -96,3 +96,12 @@ def evaluate_detections(dataset: DetectionDataset, detections: list[ImageDetecti
     if pr_curves:
         metrics["pr_curves50"] = curves
     return metrics
+
+
+def evaluate_results(dataset: DetectionDataset, results) -> dict[str, Any]:
+    """COCO metrics of DetectionResults (an ONNX model's, image by image, in `dataset.images` order)."""
+    return evaluate_detections(dataset, [
+        ImageDetections(record.id, np.array([d.box for d in r.detections], np.float32).reshape(-1, 4),
+                        np.array([d.score for d in r.detections], np.float32),
+                        np.array([d.label_id for d in r.detections], np.int64))
+        for record, r in zip(dataset.images, results)])

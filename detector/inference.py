@@ -46,6 +46,7 @@ class Detector:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"model {self.name}: cannot be loaded by onnxruntime ({exc})") from None
+        self.has_embedding = EMBEDDING_NAME in {output.name for output in self.session.get_outputs()}
         self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map, f"model {self.name}")
         self.max_pixels = max_pixels
         self.reduced_decoding = reduced_decoding
@@ -80,10 +81,6 @@ class Detector:
             raise ImageDecodeError(source, f"{size.width}x{size.height} is too narrow: the network would see it "
                                            f"as {width}x{height} pixels")
         return width, height
-
-    @property
-    def has_embedding(self) -> bool:
-        return EMBEDDING_NAME in {output.name for output in self.session.get_outputs()}
 
     def raw(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._runs:

@@ -23,7 +23,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from artdet.detector.coco_eval import ImageDetections, evaluate_detections
+from artdet.detector.coco_eval import evaluate_results
 from artdet.detector.config import MAX_VARIANT_AP50_DROP
 from artdet.detector.dataset import DetectionDataset
 from artdet.detector.errors import redact_paths
@@ -122,22 +122,13 @@ def _copy_metadata(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def _detect_all(detector: Detector, images: list[np.ndarray]) -> tuple[list[DetectionResult], list[float]]:
+def detect_all(detector: Detector, images: list[np.ndarray]) -> tuple[list[DetectionResult], list[float]]:
     results, times = [], []
     for image in images:
         started = time.perf_counter()
         results.append(detector.detect(image, score_threshold=0.0))
         times.append((time.perf_counter() - started) * 1000)
     return results, times
-
-
-def _metrics(dataset: DetectionDataset, results: list[DetectionResult]) -> dict[str, Any]:
-    detections = [ImageDetections(record.id,
-                                  np.array([d.box for d in r.detections], np.float32).reshape(-1, 4),
-                                  np.array([d.score for d in r.detections], np.float32),
-                                  np.array([d.label_id for d in r.detections], np.int64))
-                  for record, r in zip(dataset.images, results)]
-    return evaluate_detections(dataset, detections)
 
 
 def parity(reference: list[DetectionResult], variant: list[DetectionResult]) -> dict[str, Any]:
@@ -172,8 +163,8 @@ def build_variants(fp32: str | Path, val: DetectionDataset, kinds: Iterable[str]
         raise ValueError(f"variants: unknown {sorted(unknown)}; choose from {list(VARIANTS)}")
     reference_detector = Detector(fp32)
     images = [decode_image(record.path, source=record.file_name) for record in val.images]
-    reference, times = _detect_all(reference_detector, images)
-    base = _metrics(val, reference)
+    reference, times = detect_all(reference_detector, images)
+    base = evaluate_results(val, reference)
     base_report = {"kind": "fp32", "path": str(fp32), "size_bytes": fp32.stat().st_size, "map": base["map"],
                    "ap50": base["ap50"], "latency_ms_p50": round(float(np.median(times)), 2)}
     calibration = list(calibration)
@@ -196,8 +187,8 @@ def build_variants(fp32: str | Path, val: DetectionDataset, kinds: Iterable[str]
             reports.append(VariantReport(kind, refused=f"could not be built ({type(exc).__name__}: "
                                                        f"{redact_paths(str(exc))[:300]})"))
             continue
-        results, times = _detect_all(detector, images)
-        metrics = _metrics(val, results)
+        results, times = detect_all(detector, images)
+        metrics = evaluate_results(val, results)
         report = VariantReport(kind, str(out), out.stat().st_size, metrics["map"], metrics["ap50"],
                                parity(reference, results), round(float(np.median(times)), 2))
         drop = base["ap50"] - metrics["ap50"]

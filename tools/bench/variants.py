@@ -41,7 +41,8 @@ def _time_interleaved(detectors: dict, images: list[np.ndarray], rounds: int) ->
 def bench_model(onnx_path: Path, images: list[np.ndarray], threads: int, rounds: int, calibration: list[np.ndarray],
                 val=None) -> dict:
     from artdet.detector.inference import Detector
-    from artdet.detector.variants import _detect_all, _metrics, build_fp16, build_int8
+    from artdet.detector.coco_eval import evaluate_results
+    from artdet.detector.variants import build_fp16, build_int8, detect_all
 
     paths = {"fp32": onnx_path, "int8": onnx_path.with_name("model.int8.onnx"),
              "fp16": onnx_path.with_name("model.fp16.onnx")}
@@ -59,7 +60,7 @@ def bench_model(onnx_path: Path, images: list[np.ndarray], threads: int, rounds:
                         "p50_ratio_to_fp32": round(ratio, 3), "ratio_iqr": [round(r1, 3), round(r3, 3)]}
     if val is not None:
         for kind, detector in detectors.items():
-            metrics = _metrics(val, _detect_all(detector, [_image(r.path) for r in val.images])[0])
+            metrics = evaluate_results(val, detect_all(detector, [_image(r.path) for r in val.images])[0])
             result[kind].update(map=round(metrics["map"], 4), ap50=round(metrics["ap50"], 4))
     return result
 
